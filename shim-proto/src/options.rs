@@ -1,0 +1,182 @@
+//! Decoding the runtime options containerd sends at `Create` (and on stdin at `start`).
+//!
+//! Two shapes arrive: the runc `Options` (`containerd.runc.v1.Options`, sent when the runtime type
+//! is `io.containerd.runc.v2`, or by `ctr --runc-*` flags) and the generic CRI
+//! `runtimeoptions.v1.Options` (a `TypeUrl` and a `ConfigPath`) sent for any other runtime type.
+//! Anything else is an error: a silent default would run the container with settings the user
+//! did not ask for.
+
+use containerd_shim_protos::{
+    protobuf::{well_known_types::any::Any, CodedInputStream, Message},
+    shim::oci::Options,
+};
+use serde::{Deserialize, Serialize};
+
+/// Type URL of the runc options, as containerd's typeurl registry names them.
+pub const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+/// Type URL of the CRI plugin's generic runtime options.
+pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+
+/// The runc settings of one container, with the Go shim's meaning for each field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuncOptions {
+    pub binary_name: String,
+    pub root: String,
+    pub systemd_cgroup: bool,
+    pub no_pivot_root: bool,
+    pub no_new_keyring: bool,
+    pub shim_cgroup: String,
+    pub io_uid: u32,
+    pub io_gid: u32,
+    pub criu_path: String,
+    pub criu_image_path: String,
+    pub criu_work_path: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionsError {
+    #[error("unsupported runtime options type {0:?} (expected {RUNC_OPTIONS_TYPE} or {RUNTIME_OPTIONS_TYPE})")]
+    UnknownType(String),
+    #[error("malformed {type_url} runtime options: {reason}")]
+    Malformed { type_url: String, reason: String },
+    #[error("runtime options name a config file ({0}); reading runc settings from a ConfigPath file is not supported by this version of sluice")]
+    ConfigPathUnsupported(String),
+}
+
+/// Decodes the options of a `Create` request; no options at all means the defaults.
+pub fn decode(any: Option<&Any>) -> Result<RuncOptions, OptionsError> {
+    let Some(any) = any else {
+        return Ok(RuncOptions::default());
+    };
+    if any.type_url.is_empty() && any.value.is_empty() {
+        return Ok(RuncOptions::default());
+    }
+    // containerd may prefix the bare name with a host part; only the last path element names it.
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    match name {
+        RUNC_OPTIONS_TYPE => {
+            let o = Options::parse_from_bytes(&any.value).map_err(|e| OptionsError::Malformed {
+                type_url: any.type_url.clone(),
+                reason: e.to_string(),
+            })?;
+            Ok(RuncOptions {
+                binary_name: o.binary_name,
+                root: o.root,
+                systemd_cgroup: o.systemd_cgroup,
+                no_pivot_root: o.no_pivot_root,
+                no_new_keyring: o.no_new_keyring,
+                shim_cgroup: o.shim_cgroup,
+                io_uid: o.io_uid,
+                io_gid: o.io_gid,
+                criu_path: String::new(),
+                criu_image_path: o.criu_image_path,
+                criu_work_path: o.criu_work_path,
+            })
+        }
+        RUNTIME_OPTIONS_TYPE => {
+            let config_path = runtime_options_config_path(&any.value).map_err(|reason| {
+                OptionsError::Malformed {
+                    type_url: any.type_url.clone(),
+                    reason,
+                }
+            })?;
+            if config_path.is_empty() {
+                Ok(RuncOptions::default())
+            } else {
+                Err(OptionsError::ConfigPathUnsupported(config_path))
+            }
+        }
+        _ => Err(OptionsError::UnknownType(any.type_url.clone())),
+    }
+}
+
+/// Field 2 (`config_path`) of `runtimeoptions.v1.Options`; the crate ships no type for it.
+fn runtime_options_config_path(bytes: &[u8]) -> Result<String, String> {
+    let mut input = CodedInputStream::from_bytes(bytes);
+    let mut config_path = String::new();
+    loop {
+        let tag = input.read_raw_tag_or_eof().map_err(|e| e.to_string())?;
+        let Some(tag) = tag else { break };
+        match tag {
+            // field 1 (type_url) and 2 (config_path), both length-delimited strings
+            10 => {
+                input.read_string().map_err(|e| e.to_string())?;
+            }
+            18 => config_path = input.read_string().map_err(|e| e.to_string())?,
+            _ => {
+                let wire = containerd_shim_protos::protobuf::rt::WireType::new(tag & 7)
+                    .ok_or_else(|| format!("bad wire type in tag {tag}"))?;
+                input
+                    .skip_field(wire)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(config_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(type_url: &str, value: Vec<u8>) -> Any {
+        Any {
+            type_url: type_url.into(),
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn none_is_defaults() {
+        assert_eq!(decode(None), Ok(RuncOptions::default()));
+    }
+
+    #[test]
+    fn runc_options_fields_carry_over() {
+        let o = Options {
+            binary_name: "/opt/runc".into(),
+            root: "/run/x".into(),
+            systemd_cgroup: true,
+            no_pivot_root: true,
+            io_uid: 7,
+            ..Default::default()
+        };
+        let got = decode(Some(&any(RUNC_OPTIONS_TYPE, o.write_to_bytes().unwrap()))).unwrap();
+        assert_eq!(got.binary_name, "/opt/runc");
+        assert_eq!(got.root, "/run/x");
+        assert!(got.systemd_cgroup && got.no_pivot_root);
+        assert_eq!(got.io_uid, 7);
+    }
+
+    #[test]
+    fn unknown_type_is_an_error() {
+        let err = decode(Some(&any("example.Other", vec![]))).unwrap_err();
+        assert!(err.to_string().contains("example.Other"), "{err}");
+    }
+
+    #[test]
+    fn malformed_runc_options_are_an_error() {
+        let err = decode(Some(&any(RUNC_OPTIONS_TYPE, vec![0xff, 0xff, 0xff]))).unwrap_err();
+        assert!(matches!(err, OptionsError::Malformed { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn runtime_options_without_config_path_are_defaults() {
+        // type_url = "x"
+        let bytes = vec![10, 1, b'x'];
+        assert_eq!(
+            decode(Some(&any(RUNTIME_OPTIONS_TYPE, bytes))),
+            Ok(RuncOptions::default())
+        );
+    }
+
+    #[test]
+    fn runtime_options_with_config_path_say_so() {
+        let mut bytes = vec![18, 9];
+        bytes.extend_from_slice(b"/etc/x.tl");
+        let err = decode(Some(&any(RUNTIME_OPTIONS_TYPE, bytes))).unwrap_err();
+        assert_eq!(err, OptionsError::ConfigPathUnsupported("/etc/x.tl".into()));
+    }
+}

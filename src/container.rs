@@ -1,0 +1,641 @@
+//! A container: its init process, its execs, the runc calls that drive them, and the order in
+//! which their exits are told to containerd.
+//!
+//! Locks here guard maps and counters only and are never held across runc or an `.await`:
+//! a stuck runc call for one process leaves every other process of this and every other
+//! container answering (DESIGN.md, invariant 6).
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use containerd_shim::protos::api::Mount;
+use log::{debug, info, warn};
+use sluice_shim_proto::{events::TaskEvent, options::RuncOptions};
+
+use crate::{
+    error::{Error, Result},
+    events::Publisher,
+    io::{ProcessIo, StdioPaths},
+    process::{ExitInfo, Kind, Op, Process, Snapshot, State},
+    reaper::{self, ExitWatch},
+    runc::{CreateOpts, ProcessStdio, Runc},
+};
+
+/// How long Delete waits for a process's output to reach containerd before closing it.
+const IO_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// Where runc keeps state when the options name no root (the Go shim's default).
+pub const DEFAULT_RUNC_ROOT: &str = "/run/containerd/runc";
+/// The options of a container, kept in its bundle for the `delete` command.
+pub const OPTIONS_FILE: &str = "options.json";
+
+/// What the whole shim shares with each container.
+#[derive(Clone)]
+pub struct Env {
+    pub namespace: String,
+    pub publisher: Publisher,
+    pub deadline: Duration,
+}
+
+/// A `Create` request, in the shim's terms.
+pub struct CreateRequest {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: Vec<Mount>,
+    pub stdio: StdioPaths,
+    pub checkpoint: String,
+    pub options: RuncOptions,
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    runc: Runc,
+    rootfs: Option<PathBuf>,
+    init: Arc<Process>,
+    /// Guarded: the exec map only; never held across runc.
+    execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Guarded: the exit order. Held while an exit is published so that an init's exit can
+    /// never overtake the exit of an exec that is still running.
+    order: Mutex<ExitOrder>,
+    publisher: Publisher,
+    /// The container shares the host's (or another) pid namespace: its processes do not die
+    /// with init, so they are killed when init exits (the Go shim's `ShouldKillAllOnExit`).
+    kill_all_on_exit: bool,
+}
+
+#[derive(Default)]
+struct ExitOrder {
+    running_execs: usize,
+    pending_init_exit: Option<ExitInfo>,
+}
+
+/// What `State` tells about one process.
+pub struct ProcessView {
+    pub id: String,
+    pub exec_id: String,
+    pub bundle: String,
+    pub snapshot: Snapshot,
+    pub stdio: StdioPaths,
+    pub exit: Option<ExitInfo>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The runc to use for `options` in `namespace`.
+pub fn runc_for(options: &RuncOptions, namespace: &str, deadline: Duration) -> Result<Runc> {
+    let name = if options.binary_name.is_empty() {
+        "runc"
+    } else {
+        options.binary_name.as_str()
+    };
+    let binary = find_binary(name).ok_or_else(|| {
+        Error::FailedPrecondition(format!("runtime binary {name:?} not found in PATH"))
+    })?;
+    let root = if options.root.is_empty() {
+        DEFAULT_RUNC_ROOT
+    } else {
+        options.root.as_str()
+    };
+    Ok(Runc {
+        binary,
+        root: Path::new(root).join(namespace),
+        systemd_cgroup: options.systemd_cgroup,
+        deadline,
+    })
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+async fn read_pid(path: &Path) -> std::io::Result<u32> {
+    let text = tokio::fs::read_to_string(path).await?;
+    text.trim()
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}: {text:?}")))
+}
+
+/// Whether the spec gives the container its own pid namespace.
+fn has_own_pid_namespace(bundle: &Path) -> bool {
+    let Ok(spec) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
+        return true;
+    };
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| {
+            nss.iter().any(|ns| {
+                ns.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && ns.path().is_none()
+            })
+        })
+}
+
+async fn unmount(rootfs: &Path) {
+    let target = rootfs.display().to_string();
+    let res = tokio::task::spawn_blocking(move || {
+        containerd_shim::mount::umount_recursive(Some(&target), libc::MNT_DETACH)
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("unmounting {}: {e}", rootfs.display()),
+        Err(e) => warn!("unmounting {}: {e}", rootfs.display()),
+    }
+}
+
+impl Container {
+    /// `runc create` with the process's pipes already drained; publishes TaskCreate.
+    pub async fn create(env: &Env, req: CreateRequest) -> Result<Arc<Container>> {
+        let id = req.id.clone();
+        if !req.checkpoint.is_empty() {
+            return Err(Error::Unimplemented(format!(
+                "create container {id}: restoring from a checkpoint is not supported by this version of sluice"
+            )));
+        }
+        if req.stdio.terminal {
+            return Err(Error::Unimplemented(format!(
+                "create container {id}: terminal (tty) processes are not supported by this version of sluice"
+            )));
+        }
+        let runc = runc_for(&req.options, &env.namespace, env.deadline)?;
+        let options_json = serde_json::to_vec(&req.options)
+            .map_err(|e| Error::Internal(format!("create container {id}: encode options: {e}")))?;
+        tokio::fs::write(req.bundle.join(OPTIONS_FILE), options_json)
+            .await
+            .map_err(|e| Error::Internal(format!("create container {id}: write options: {e}")))?;
+
+        let rootfs = if req.rootfs.is_empty() {
+            None
+        } else {
+            let target = req.bundle.join("rootfs");
+            tokio::fs::create_dir_all(&target).await.map_err(|e| {
+                Error::Internal(format!("create container {id}: mkdir {}: {e}", target.display()))
+            })?;
+            for m in &req.rootfs {
+                if let Err(e) = containerd_shim::util::mount_rootfs(m, &target).await {
+                    unmount(&target).await;
+                    return Err(Error::Internal(format!(
+                        "create container {id}: mount {} on {}: {e}",
+                        m.source,
+                        target.display()
+                    )));
+                }
+            }
+            Some(target)
+        };
+
+        let (io, child) = match ProcessIo::start(&id, &req.stdio) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(r) = &rootfs {
+                    unmount(r).await;
+                }
+                return Err(Error::io(&format!("create container {id}"), e));
+            }
+        };
+        let io = Arc::new(io);
+        let pid_file = req.bundle.join("init.pid");
+        let opts = CreateOpts {
+            no_pivot: req.options.no_pivot_root,
+            no_new_keyring: req.options.no_new_keyring,
+        };
+        let stdio = ProcessStdio {
+            stdin: child.stdin,
+            stdout: child.stdout,
+            stderr: child.stderr,
+            tail: io.runc_tail(),
+        };
+        let created = runc.create(&id, &req.bundle, &pid_file, &opts, stdio).await;
+        io.end_runc_phase();
+        let pid = match created {
+            Ok(()) => read_pid(&pid_file).await.map_err(|e| {
+                Error::Internal(format!(
+                    "create container {id}: runc create left no pid in {}: {e}",
+                    pid_file.display()
+                ))
+            }),
+            Err(e) => Err(Error::runc(format!("create container {id}"), e)),
+        };
+        let pid = match pid {
+            Ok(p) => p,
+            Err(e) => {
+                io.shutdown();
+                if let Err(de) = runc.delete(&id, Some(&req.bundle), true).await {
+                    if !de.is_not_exist() {
+                        warn!("cleaning up failed create of {id}: {de}");
+                    }
+                }
+                if let Some(r) = &rootfs {
+                    unmount(r).await;
+                }
+                return Err(e);
+            }
+        };
+
+        let init = Arc::new(Process::new(
+            id.clone(),
+            id.clone(),
+            Kind::Init,
+            req.stdio.clone(),
+            Vec::new(),
+        ));
+        init.set_pid(pid);
+        init.set_io(io);
+        let container = Arc::new(Container {
+            id: id.clone(),
+            bundle: req.bundle.clone(),
+            runc,
+            rootfs,
+            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            init: init.clone(),
+            execs: Mutex::new(HashMap::new()),
+            order: Mutex::new(ExitOrder::default()),
+            publisher: env.publisher.clone(),
+        });
+        container.publisher.publish(TaskEvent::Create {
+            container_id: id.clone(),
+            bundle: req.bundle.display().to_string(),
+            rootfs: req.rootfs,
+            stdin: req.stdio.stdin,
+            stdout: req.stdio.stdout,
+            stderr: req.stdio.stderr,
+            terminal: req.stdio.terminal,
+            checkpoint: String::new(),
+            pid,
+        });
+        container.watch_exit(init, reaper::watch(pid as i32));
+        info!("created container {id} with init pid {pid}");
+        Ok(container)
+    }
+
+    pub fn init_pid(&self) -> u32 {
+        self.init.pid()
+    }
+
+    fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        lock(&self.execs).get(exec_id).cloned().ok_or_else(|| {
+            Error::NotFound(format!("exec {exec_id} not found in container {}", self.id))
+        })
+    }
+
+    /// Registers an exec (not started); publishes TaskExecAdded.
+    pub fn add_exec(&self, exec_id: &str, spec: Vec<u8>, stdio: StdioPaths) -> Result<()> {
+        if stdio.terminal {
+            return Err(Error::Unimplemented(format!(
+                "exec {exec_id} in container {}: terminal (tty) processes are not supported by this version of sluice",
+                self.id
+            )));
+        }
+        self.init
+            .check(Op::Exec)
+            .map_err(|r| Error::refused(&format!("exec {exec_id} in container {}", self.id), r))?;
+        {
+            let mut execs = lock(&self.execs);
+            if execs.contains_key(exec_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "exec {exec_id} already exists in container {}",
+                    self.id
+                )));
+            }
+            let p = Process::new(
+                exec_id.to_string(),
+                self.id.clone(),
+                Kind::Exec,
+                stdio,
+                spec,
+            );
+            execs.insert(exec_id.to_string(), Arc::new(p));
+        }
+        debug!("added exec {exec_id} to container {}", self.id);
+        self.publisher.publish(TaskEvent::ExecAdded {
+            container_id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+        });
+        Ok(())
+    }
+
+    pub async fn start(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
+        if exec_id.is_empty() {
+            self.start_init().await
+        } else {
+            self.start_exec(exec_id).await
+        }
+    }
+
+    async fn start_init(&self) -> Result<u32> {
+        let what = format!("start container {}", self.id);
+        let prev = self
+            .init
+            .begin(Op::Start, State::Starting)
+            .map_err(|r| Error::refused(&what, r))?;
+        if let Err(e) = self.runc.start(&self.id, &self.bundle).await {
+            self.init.restore(prev);
+            return Err(Error::runc(what, e));
+        }
+        self.init.set_running();
+        let pid = self.init.pid();
+        self.publisher.publish(TaskEvent::Start {
+            container_id: self.id.clone(),
+            pid,
+        });
+        info!("started container {} (pid {pid})", self.id);
+        Ok(pid)
+    }
+
+    async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
+        let p = self.process(exec_id)?;
+        let what = format!("start exec {exec_id} in container {}", self.id);
+        self.init
+            .check(Op::Exec)
+            .map_err(|r| Error::refused(&what, r))?;
+        let prev = p
+            .begin(Op::Start, State::Starting)
+            .map_err(|r| Error::refused(&what, r))?;
+        match self.run_exec(&p, &what).await {
+            Ok(pid) => Ok(pid),
+            Err(e) => {
+                // The exec never ran: let Wait and Delete see it ended.
+                if prev == State::Created {
+                    p.set_exited(ExitInfo {
+                        status: 255,
+                        at: SystemTime::now(),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_exec(self: &Arc<Self>, p: &Arc<Process>, what: &str) -> Result<u32> {
+        let exec_id = p.id.as_str();
+        let spec_file = self.bundle.join(format!(".sluice-exec-{exec_id}.json"));
+        let pid_file = self.bundle.join(format!(".sluice-exec-{exec_id}.pid"));
+        tokio::fs::write(&spec_file, &p.spec)
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: write process spec: {e}")))?;
+        let (io, child) = ProcessIo::start(&p.label(), &p.stdio).map_err(|e| Error::io(what, e))?;
+        let io = Arc::new(io);
+        p.set_io(io.clone());
+        let stdio = ProcessStdio {
+            stdin: child.stdin,
+            stdout: child.stdout,
+            stderr: child.stderr,
+            tail: io.runc_tail(),
+        };
+        let res = self
+            .runc
+            .exec(&self.id, &self.bundle, &spec_file, &pid_file, stdio)
+            .await;
+        io.end_runc_phase();
+        let _ = tokio::fs::remove_file(&spec_file).await;
+        res.map_err(|e| Error::runc(what, e))?;
+        let pid = read_pid(&pid_file)
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: runc exec left no pid: {e}")))?;
+        let _ = tokio::fs::remove_file(&pid_file).await;
+        p.set_pid(pid);
+        lock(&self.order).running_execs += 1;
+        p.set_running();
+        self.publisher.publish(TaskEvent::ExecStarted {
+            container_id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            pid,
+        });
+        self.watch_exit(p.clone(), reaper::watch(pid as i32));
+        debug!("started exec {exec_id} in container {} (pid {pid})", self.id);
+        Ok(pid)
+    }
+
+    fn watch_exit(self: &Arc<Self>, p: Arc<Process>, watch: ExitWatch) {
+        let c = self.clone();
+        tokio::spawn(async move {
+            let e = watch.wait().await;
+            let exit = ExitInfo {
+                status: u32::try_from(e.status).unwrap_or(255),
+                at: e.at,
+            };
+            c.on_exit(&p, exit).await;
+        });
+    }
+
+    async fn on_exit(&self, p: &Process, exit: ExitInfo) {
+        debug!("{} exited with status {}", p.label(), exit.status);
+        match p.kind {
+            Kind::Exec => {
+                p.set_exited(exit);
+                let mut order = lock(&self.order);
+                self.publisher.publish(TaskEvent::Exit {
+                    container_id: self.id.clone(),
+                    id: p.id.clone(),
+                    pid: p.pid(),
+                    exit_status: exit.status,
+                    exited_at: exit.at,
+                });
+                order.running_execs = order.running_execs.saturating_sub(1);
+                if order.running_execs == 0 {
+                    if let Some(init_exit) = order.pending_init_exit.take() {
+                        self.finish_init_exit(init_exit);
+                    }
+                }
+            }
+            Kind::Init => {
+                if self.kill_all_on_exit {
+                    if let Err(e) = self
+                        .runc
+                        .kill(&self.id, &self.bundle, libc::SIGKILL as u32, true)
+                        .await
+                    {
+                        if !e.is_already_finished() && !e.is_not_exist() {
+                            warn!("killing the processes left in container {}: {e}", self.id);
+                        }
+                    }
+                }
+                let mut order = lock(&self.order);
+                if order.running_execs > 0 {
+                    // Told after the last exec's exit, as containerd expects.
+                    order.pending_init_exit = Some(exit);
+                } else {
+                    self.finish_init_exit(exit);
+                }
+            }
+        }
+    }
+
+    /// Called with `order` held.
+    fn finish_init_exit(&self, exit: ExitInfo) {
+        self.init.set_exited(exit);
+        info!("container {} exited with status {}", self.id, exit.status);
+        self.publisher.publish(TaskEvent::Exit {
+            container_id: self.id.clone(),
+            id: self.id.clone(),
+            pid: self.init.pid(),
+            exit_status: exit.status,
+            exited_at: exit.at,
+        });
+    }
+
+    /// Sends `signal` to a process (or, for init with `all`, to every process in the container).
+    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let p = self.process(exec_id)?;
+        let what = match p.kind {
+            Kind::Init => format!("kill container {}", self.id),
+            Kind::Exec => format!("kill exec {exec_id} in container {}", self.id),
+        };
+        p.check(Op::Kill).map_err(|r| Error::refused(&what, r))?;
+        match p.kind {
+            Kind::Init => match self.runc.kill(&self.id, &self.bundle, signal, all).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_already_finished() => {
+                    Err(Error::NotFound(format!("{what}: process already finished")))
+                }
+                Err(e) => Err(Error::runc(what, e)),
+            },
+            Kind::Exec => {
+                let pid = p.pid();
+                if pid == 0 {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{what}: the process has not started"
+                    )));
+                }
+                // SAFETY: kill(2) with a pid and a validated signal number has no memory effects.
+                let rc = unsafe { libc::kill(pid as i32, signal as i32) };
+                if rc == 0 {
+                    return Ok(());
+                }
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::ESRCH) {
+                    Err(Error::NotFound(format!("{what}: process already finished")))
+                } else {
+                    Err(Error::Internal(format!("{what}: kill pid {pid}: {err}")))
+                }
+            }
+        }
+    }
+
+    /// Deletes an exec; returns its pid and exit.
+    pub async fn delete_exec(&self, exec_id: &str) -> Result<(u32, ExitInfo)> {
+        let p = self.process(exec_id)?;
+        let what = format!("delete exec {exec_id} in container {}", self.id);
+        p.begin(Op::Delete, State::Deleting)
+            .map_err(|r| Error::refused(&what, r))?;
+        if let Some(io) = p.io() {
+            if !io.wait_delivered(IO_DRAIN_LIMIT).await {
+                warn!("{}: output not fully delivered before delete", p.label());
+            }
+            io.shutdown();
+        }
+        lock(&self.execs).remove(exec_id);
+        let exit = p.exit().unwrap_or(ExitInfo {
+            status: 0,
+            at: SystemTime::now(),
+        });
+        Ok((p.pid(), exit))
+    }
+
+    /// Deletes the container: `runc delete`, unmount, close IO; publishes TaskDelete.
+    pub async fn delete_init(&self) -> Result<(u32, ExitInfo)> {
+        let what = format!("delete container {}", self.id);
+        let prev = self
+            .init
+            .begin(Op::Delete, State::Deleting)
+            .map_err(|r| Error::refused(&what, r))?;
+        let io = self.init.io();
+        if let Some(io) = &io {
+            if !io.wait_delivered(IO_DRAIN_LIMIT).await {
+                warn!("{}: output not fully delivered before delete", self.id);
+            }
+        }
+        match self.runc.delete(&self.id, Some(&self.bundle), true).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_exist() => {}
+            Err(e) => {
+                self.init.restore(prev);
+                return Err(Error::runc(what, e));
+            }
+        }
+        if let Some(io) = &io {
+            io.shutdown();
+        }
+        if let Some(r) = &self.rootfs {
+            unmount(r).await;
+        }
+        // A created (never started) init is killed by runc delete; its exit comes via the reaper.
+        let exit = match self.init.exit() {
+            Some(e) => e,
+            None => tokio::time::timeout(Duration::from_secs(2), self.init.wait())
+                .await
+                .unwrap_or(ExitInfo {
+                    status: 128 + libc::SIGKILL as u32,
+                    at: SystemTime::now(),
+                }),
+        };
+        let pid = self.init.pid();
+        self.publisher.publish(TaskEvent::Delete {
+            container_id: self.id.clone(),
+            id: String::new(),
+            pid,
+            exit_status: exit.status,
+            exited_at: exit.at,
+        });
+        info!("deleted container {}", self.id);
+        Ok((pid, exit))
+    }
+
+    pub fn view(&self, exec_id: &str) -> Result<ProcessView> {
+        let p = self.process(exec_id)?;
+        Ok(ProcessView {
+            id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            bundle: self.bundle.display().to_string(),
+            snapshot: p.snapshot(),
+            stdio: p.stdio.clone(),
+            exit: p.exit(),
+        })
+    }
+
+    pub async fn wait(&self, exec_id: &str) -> Result<ExitInfo> {
+        let p = self.process(exec_id)?;
+        Ok(p.wait().await)
+    }
+
+    pub fn close_stdin(&self, exec_id: &str) -> Result<()> {
+        let p = self.process(exec_id)?;
+        if let Some(io) = p.io() {
+            io.close_stdin();
+        }
+        Ok(())
+    }
+
+    /// The pids in the container, each with the exec ID it belongs to, if any.
+    pub async fn pids(&self) -> Result<Vec<(u32, Option<String>)>> {
+        let pids = self
+            .runc
+            .ps(&self.id, &self.bundle)
+            .await
+            .map_err(|e| Error::runc(format!("list processes of container {}", self.id), e))?;
+        let execs: HashMap<u32, String> = lock(&self.execs)
+            .values()
+            .filter(|p| p.pid() != 0)
+            .map(|p| (p.pid(), p.id.clone()))
+            .collect();
+        Ok(pids
+            .into_iter()
+            .map(|pid| (pid, execs.get(&pid).cloned()))
+            .collect())
+    }
+}

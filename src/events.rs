@@ -1,0 +1,110 @@
+//! The one ordered queue of task events to containerd.
+//!
+//! containerd's clients depend on order (create before start, an exec's exit before the init's,
+//! exit before delete), so events leave one at a time from a single task, each retried until it
+//! is delivered or given up on, never overtaken by a later one.
+
+use std::time::Duration;
+
+use containerd_shim::protos::{
+    protobuf::MessageField,
+    shim::{event::Envelope, events::ForwardRequest},
+    shim_async::{Client, EventsClient},
+    ttrpc::context,
+};
+use log::{debug, error, warn};
+use sluice_shim_proto::{events::TaskEvent, time::timestamp};
+use tokio::sync::mpsc;
+
+const ATTEMPTS: u32 = 8;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<TaskEvent>,
+}
+
+impl Publisher {
+    /// Publishes to containerd's ttrpc address for `namespace`.
+    pub fn connect(address: String, namespace: String) -> Publisher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(forward_all(address, namespace, rx));
+        Publisher { tx }
+    }
+
+    /// A publisher whose events land in the returned receiver (for tests and for `delete`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn channel() -> (Publisher, mpsc::UnboundedReceiver<TaskEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Publisher { tx }, rx)
+    }
+
+    pub fn publish(&self, ev: TaskEvent) {
+        debug!("event {} for {}", ev.topic(), ev.container_id());
+        if self.tx.send(ev).is_err() {
+            warn!("event queue is closed; event dropped");
+        }
+    }
+}
+
+async fn forward_all(address: String, namespace: String, mut rx: mpsc::UnboundedReceiver<TaskEvent>) {
+    let mut client: Option<EventsClient> = None;
+    while let Some(ev) = rx.recv().await {
+        let any = match ev.to_any() {
+            Ok(a) => a,
+            Err(e) => {
+                error!("cannot encode {} event: {e}", ev.topic());
+                continue;
+            }
+        };
+        let req = ForwardRequest {
+            envelope: MessageField::some(Envelope {
+                timestamp: MessageField::some(timestamp(std::time::SystemTime::now())),
+                namespace: namespace.clone(),
+                topic: ev.topic().to_string(),
+                event: MessageField::some(any),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut delivered = false;
+        for attempt in 1..=ATTEMPTS {
+            if client.is_none() {
+                client = connect(&address).map(EventsClient::new);
+            }
+            if let Some(c) = client.as_ref() {
+                let ctx = context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
+                match c.forward(ctx, &req).await {
+                    Ok(_) => {
+                        delivered = true;
+                        break;
+                    }
+                    Err(e) => {
+                        warn!("publishing {} (attempt {attempt}): {e}", ev.topic());
+                        client = None;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        }
+        if !delivered {
+            error!(
+                "gave up publishing {} for {} after {ATTEMPTS} attempts",
+                ev.topic(),
+                ev.container_id()
+            );
+        }
+    }
+}
+
+fn connect(address: &str) -> Option<Client> {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    match containerd_shim::util::connect(path) {
+        // SAFETY: `connect` returns a connected unix socket that nothing else owns.
+        Ok(fd) => Some(unsafe { Client::from_raw_unix_socket_fd(fd) }),
+        Err(e) => {
+            warn!("cannot connect to containerd at {address}: {e}");
+            None
+        }
+    }
+}

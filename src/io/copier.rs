@@ -1,0 +1,236 @@
+//! Copies a process's output pipe to its sink (containerd's FIFO, or nowhere).
+//!
+//! The reading never waits for runc: while runc runs (the "runc phase"), a sink that is not open
+//! yet or not read keeps the reader going: up to [`QUEUE_CAP`] bytes are held, past that bytes are
+//! discarded with a warning. After runc has returned, a slow sink slows the reader (and so the
+//! writer in the container), as with the stock shim, and nothing is dropped, unless the sink has
+//! failed for good: then its bytes are read and discarded so the container never blocks on it.
+//!
+//! While runc runs, everything read is also recorded in a [`Tail`]: runc and `runc init` write
+//! their own failure text into the process's stderr, and that text is the error containerd sees.
+
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use log::{debug, warn};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::unix::pipe,
+    sync::{watch, Notify},
+};
+
+use crate::tail::Tail;
+
+/// Bytes held for a sink that does not keep up (read buffer of the copier).
+pub const QUEUE_CAP: usize = 4 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+/// Where the output goes.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// A FIFO that containerd (or its client) reads.
+    Fifo(PathBuf),
+    /// Nowhere: the process was started without this stream.
+    Null,
+}
+
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Vec<u8>>,
+    bytes: usize,
+    eof: bool,
+    /// The sink failed for good: read and discard.
+    dead: bool,
+    discarded: u64,
+}
+
+struct Shared {
+    name: String,
+    queue: Mutex<Queue>,
+    runc_phase: AtomicBool,
+    tail: Mutex<Option<Arc<Tail>>>,
+    space: Notify,
+    data: Notify,
+}
+
+impl Shared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running copy from one pipe to one sink.
+pub struct OutputCopier {
+    shared: Arc<Shared>,
+    done: watch::Receiver<bool>,
+}
+
+impl OutputCopier {
+    /// Starts reading `source` at once, in the runc phase, recording into `tail`.
+    /// `name` says whose stream it is, for the log.
+    pub fn start(
+        name: String,
+        source: pipe::Receiver,
+        sink: Sink,
+        tail: Option<Arc<Tail>>,
+    ) -> OutputCopier {
+        let shared = Arc::new(Shared {
+            name,
+            queue: Mutex::new(Queue::default()),
+            runc_phase: AtomicBool::new(true),
+            tail: Mutex::new(tail),
+            space: Notify::new(),
+            data: Notify::new(),
+        });
+        let (done_tx, done) = watch::channel(false);
+        tokio::spawn(read_loop(shared.clone(), source));
+        tokio::spawn(write_loop(shared.clone(), sink, done_tx));
+        OutputCopier { shared, done }
+    }
+
+    /// runc has returned: from now on a slow sink slows the process instead of losing bytes,
+    /// and nothing more is recorded for runc's error text.
+    pub fn end_runc_phase(&self) {
+        self.shared.runc_phase.store(false, Ordering::SeqCst);
+        *self.shared.tail.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.shared.space.notify_one();
+    }
+
+    /// Stops delivering: everything read from now on is discarded (the process is being
+    /// deleted and nobody will read the sink again).
+    pub fn abandon(&self) {
+        let mut q = self.shared.queue();
+        q.dead = true;
+        q.chunks.clear();
+        q.bytes = 0;
+        drop(q);
+        self.shared.space.notify_one();
+        self.shared.data.notify_one();
+    }
+
+    /// Waits until the pipe reached EOF and everything was delivered (or discarded).
+    pub async fn wait(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+async fn read_loop(shared: Arc<Shared>, mut source: pipe::Receiver) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut warned = false;
+    loop {
+        let n = match source.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warn!("{}: read failed: {e}", shared.name);
+                break;
+            }
+        };
+        if let Some(tail) = shared.tail.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            tail.push(&buf[..n]);
+        }
+        loop {
+            let queued = {
+                let mut q = shared.queue();
+                if q.dead {
+                    q.discarded += n as u64;
+                    true
+                } else if q.bytes + n <= QUEUE_CAP || q.bytes == 0 {
+                    q.bytes += n;
+                    q.chunks.push_back(buf[..n].to_vec());
+                    shared.data.notify_one();
+                    true
+                } else if shared.runc_phase.load(Ordering::SeqCst) {
+                    q.discarded += n as u64;
+                    if !warned {
+                        warned = true;
+                        warn!(
+                            "{}: sink is not reading while runc runs; discarding output past {} bytes",
+                            shared.name, QUEUE_CAP
+                        );
+                    }
+                    true
+                } else {
+                    false
+                }
+            };
+            if queued {
+                break;
+            }
+            shared.space.notified().await;
+        }
+    }
+    shared.queue().eof = true;
+    shared.data.notify_one();
+}
+
+async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) {
+    let mut writer = match &sink {
+        Sink::Null => None,
+        Sink::Fifo(path) => match crate::io::fifo::open_writer(path).await {
+            Ok(Some(w)) => Some(w),
+            Ok(None) => {
+                warn!("{}: fifo {} is gone; discarding output", shared.name, path.display());
+                None
+            }
+            Err(e) => {
+                warn!("{}: cannot open {}: {e}; discarding output", shared.name, path.display());
+                None
+            }
+        },
+    };
+    if writer.is_none() {
+        let mut q = shared.queue();
+        q.dead = true;
+        q.discarded += q.bytes as u64;
+        q.chunks.clear();
+        q.bytes = 0;
+    }
+    shared.space.notify_one();
+    loop {
+        let next = {
+            let mut q = shared.queue();
+            match q.chunks.pop_front() {
+                Some(c) => {
+                    q.bytes -= c.len();
+                    Some(c)
+                }
+                None if q.eof => break,
+                None => None,
+            }
+        };
+        let Some(chunk) = next else {
+            shared.data.notified().await;
+            continue;
+        };
+        shared.space.notify_one();
+        if let Some(w) = writer.as_mut() {
+            if let Err(e) = w.write_all(&chunk).await {
+                // EPIPE: the reader went away for good. Keep draining so the process never
+                // blocks on a sink nobody reads.
+                warn!("{}: sink failed ({e}); discarding further output", shared.name);
+                writer = None;
+                let mut q = shared.queue();
+                q.dead = true;
+                q.discarded += (chunk.len() + q.bytes) as u64;
+                q.chunks.clear();
+                q.bytes = 0;
+                drop(q);
+                shared.space.notify_one();
+            }
+        }
+    }
+    if let Some(mut w) = writer {
+        let _ = w.flush().await;
+    }
+    debug!("{}: output closed", shared.name);
+    let _ = done.send(true);
+}

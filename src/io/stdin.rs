@@ -1,0 +1,90 @@
+//! Copies containerd's stdin FIFO into the process's stdin pipe, and closes it on EOF or CloseIO.
+
+use std::{io, path::PathBuf, sync::Arc};
+
+use log::{debug, warn};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::unix::pipe,
+    sync::Notify,
+};
+
+/// A running stdin copy.
+pub struct StdinCopier {
+    path: PathBuf,
+    close: Arc<Notify>,
+}
+
+impl StdinCopier {
+    pub fn start(name: String, path: PathBuf, target: pipe::Sender) -> StdinCopier {
+        let close = Arc::new(Notify::new());
+        tokio::spawn(copy(name, path.clone(), target, close.clone()));
+        StdinCopier { path, close }
+    }
+
+    /// CloseIO: deliver what the client already wrote, then close the process's stdin.
+    pub fn close(&self) {
+        self.close.notify_one();
+        // If the client never opened the FIFO, the copy is still waiting in open().
+        super::fifo::release_reader(&self.path);
+    }
+}
+
+async fn copy(name: String, path: PathBuf, mut target: pipe::Sender, close: Arc<Notify>) {
+    let mut source = tokio::select! {
+        r = super::fifo::open_reader(&path) => match r {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("{name}: cannot open stdin {}: {e}", path.display());
+                return;
+            }
+        },
+        _ = close.notified() => return,
+    };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        tokio::select! {
+            r = source.read(&mut buf) => match r {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Err(e) = target.write_all(&buf[..n]).await {
+                        debug!("{name}: stdin closed by the process: {e}");
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("{name}: reading stdin failed: {e}");
+                    break;
+                }
+            },
+            _ = close.notified() => {
+                // The client wrote everything before it asked to close: take what is buffered.
+                drain_ready(&name, &mut source, &mut target, &mut buf).await;
+                break;
+            }
+        }
+    }
+    debug!("{name}: stdin closed");
+}
+
+async fn drain_ready(
+    name: &str,
+    source: &mut pipe::Receiver,
+    target: &mut pipe::Sender,
+    buf: &mut [u8],
+) {
+    loop {
+        match source.try_read(buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if let Err(e) = target.write_all(&buf[..n]).await {
+                    debug!("{name}: stdin closed by the process: {e}");
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}

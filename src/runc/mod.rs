@@ -1,0 +1,228 @@
+//! The only way the shim runs runc: command lines for each verb, run through [`invoke::run`].
+//!
+//! Knows nothing of ttrpc or containerd's requests; callers pass plain values and get runc's
+//! output or a [`RuncError`] that names the verb, the container, the time and runc's words.
+
+pub mod error;
+pub mod invoke;
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use log::warn;
+
+pub use error::RuncError;
+pub use invoke::CallStdio;
+
+use crate::tail::Tail;
+
+/// Default deadline of a runc call. runc itself finishes in well under a second; hooks, image
+/// mounts on a loaded node and cgroup setup can take tens of seconds. Two minutes is long enough
+/// never to cut a healthy call and short enough that a wedged one frees its container.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+/// Environment variable (seconds) that overrides [`DEFAULT_DEADLINE`]; containerd passes its
+/// environment to the shim.
+pub const DEADLINE_ENV: &str = "SLUICE_RUNC_TIMEOUT";
+
+/// How to run runc for the containers of one namespace.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    pub binary: PathBuf,
+    /// `--root`: runc's state directory.
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+    pub deadline: Duration,
+}
+
+/// Options of `runc create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// The stdio of a create or exec: the process's pipes, and the record of its stderr.
+pub struct ProcessStdio {
+    pub stdin: Option<std::os::fd::OwnedFd>,
+    pub stdout: std::os::fd::OwnedFd,
+    pub stderr: std::os::fd::OwnedFd,
+    pub tail: Arc<Tail>,
+}
+
+impl Runc {
+    /// The deadline from the environment, or the default.
+    pub fn deadline_from_env() -> Duration {
+        std::env::var(DEADLINE_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_DEADLINE)
+    }
+
+    fn global_args(&self, log: Option<&Path>) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["--root".into(), self.root.clone().into()];
+        if let Some(log) = log {
+            a.extend(["--log".into(), log.into(), "--log-format".into(), "json".into()]);
+        }
+        if self.systemd_cgroup {
+            a.push("--systemd-cgroup".into());
+        }
+        a
+    }
+
+    fn call(
+        &self,
+        verb: &'static str,
+        container: &str,
+        log: Option<&Path>,
+        verb_args: Vec<OsString>,
+        stdio: CallStdio,
+    ) -> invoke::Call {
+        let mut args = self.global_args(log);
+        args.push(verb.into());
+        args.extend(verb_args);
+        let id = container.to_string();
+        invoke::Call {
+            verb,
+            container: container.to_string(),
+            binary: self.binary.clone(),
+            args,
+            stdio,
+            log: log.map(Path::to_path_buf),
+            deadline: self.deadline,
+            on_slow: Some(Box::new(move |elapsed| {
+                warn!("runc {verb} for container {id} still running after {elapsed:?}, half its deadline")
+            })),
+        }
+    }
+
+    /// `runc create`: the init process gets `stdio`; its pid lands in `pid_file`.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        opts: &CreateOpts,
+        stdio: ProcessStdio,
+    ) -> Result<(), RuncError> {
+        let mut a: Vec<OsString> = vec![
+            "--bundle".into(),
+            bundle.into(),
+            "--pid-file".into(),
+            pid_file.into(),
+        ];
+        if opts.no_pivot {
+            a.push("--no-pivot".into());
+        }
+        if opts.no_new_keyring {
+            a.push("--no-new-keyring".into());
+        }
+        a.push(id.into());
+        let log = bundle.join("log.json");
+        invoke::run(self.call("create", id, Some(&log), a, process_stdio(stdio))).await?;
+        Ok(())
+    }
+
+    pub async fn start(&self, id: &str, bundle: &Path) -> Result<(), RuncError> {
+        let log = bundle.join("log.json");
+        invoke::run(self.call("start", id, Some(&log), vec![id.into()], CallStdio::Capture))
+            .await?;
+        Ok(())
+    }
+
+    /// `runc exec --detach`: the process described by `process_json` gets `stdio`.
+    pub async fn exec(
+        &self,
+        id: &str,
+        bundle: &Path,
+        process_json: &Path,
+        pid_file: &Path,
+        stdio: ProcessStdio,
+    ) -> Result<(), RuncError> {
+        let a: Vec<OsString> = vec![
+            "--detach".into(),
+            "--pid-file".into(),
+            pid_file.into(),
+            "--process".into(),
+            process_json.into(),
+            id.into(),
+        ];
+        let log = bundle.join("log.json");
+        invoke::run(self.call("exec", id, Some(&log), a, process_stdio(stdio))).await?;
+        Ok(())
+    }
+
+    pub async fn kill(
+        &self,
+        id: &str,
+        bundle: &Path,
+        signal: u32,
+        all: bool,
+    ) -> Result<(), RuncError> {
+        let mut a: Vec<OsString> = Vec::new();
+        if all {
+            a.push("--all".into());
+        }
+        a.push(id.into());
+        a.push(signal.to_string().into());
+        let log = bundle.join("log.json");
+        invoke::run(self.call("kill", id, Some(&log), a, CallStdio::Capture)).await?;
+        Ok(())
+    }
+
+    /// `runc delete`; `force` also kills a running container.
+    pub async fn delete(&self, id: &str, bundle: Option<&Path>, force: bool) -> Result<(), RuncError> {
+        let mut a: Vec<OsString> = Vec::new();
+        if force {
+            a.push("--force".into());
+        }
+        a.push(id.into());
+        let log = bundle.map(|b| b.join("log.json"));
+        invoke::run(self.call("delete", id, log.as_deref(), a, CallStdio::Capture)).await?;
+        Ok(())
+    }
+
+    /// `runc ps`: the pids in the container.
+    pub async fn ps(&self, id: &str, bundle: &Path) -> Result<Vec<u32>, RuncError> {
+        let log = bundle.join("log.json");
+        let out = invoke::run(self.call(
+            "ps",
+            id,
+            Some(&log),
+            vec!["--format".into(), "json".into(), id.into()],
+            CallStdio::Capture,
+        ))
+        .await?;
+        parse_ps(&out).map_err(|reason| RuncError::BadOutput {
+            verb: "ps",
+            container: id.to_string(),
+            reason,
+        })
+    }
+}
+
+fn process_stdio(s: ProcessStdio) -> CallStdio {
+    CallStdio::Process {
+        stdin: s.stdin,
+        stdout: s.stdout,
+        stderr: s.stderr,
+        tail: s.tail,
+    }
+}
+
+fn parse_ps(out: &[u8]) -> Result<Vec<u32>, String> {
+    let text = String::from_utf8_lossy(out);
+    let text = text.trim();
+    if text.is_empty() || text == "null" {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(text).map_err(|e| format!("{e} in {text:?}"))
+}
+
+#[cfg(test)]
+mod tests;

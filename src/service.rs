@@ -1,0 +1,439 @@
+//! The ttrpc Task service: checks each request's input, finds the container, and hands over.
+//!
+//! Thin on purpose: no runc, no pipes, no state rules here; those live in `container`,
+//! `process` and `io`. The container map is locked for lookup and insert only.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use async_trait::async_trait;
+use containerd_shim::{
+    protos::{
+        api::{self, Empty, Status},
+        protobuf::MessageField,
+        shim_async::Task,
+        ttrpc::{self, r#async::TtrpcContext},
+    },
+    ExitSignal,
+};
+use log::{debug, info};
+use sluice_shim_proto::{options, pids::process_details, time::timestamp};
+
+use crate::{
+    container::{Container, CreateRequest, Env},
+    error::{Error, Result},
+    io::StdioPaths,
+    process::{ExitInfo, State},
+};
+
+pub struct Service {
+    env: Env,
+    containers: Mutex<Containers>,
+    exit: Arc<ExitSignal>,
+}
+
+#[derive(Default)]
+struct Containers {
+    live: HashMap<String, Arc<Container>>,
+    /// IDs whose Create is in progress: taken, but not yet usable.
+    creating: HashSet<String>,
+}
+
+/// Rejects IDs that could escape a directory or confuse runc.
+pub fn check_id(kind: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidArgument(format!("{kind} ID is empty")));
+    }
+    if id.contains('/') || id.contains('\0') || id.contains("..") {
+        return Err(Error::InvalidArgument(format!(
+            "{kind} ID {id:?} contains '/', '..' or NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn check_exec_id(exec_id: &str) -> Result<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        check_id("exec", exec_id)
+    }
+}
+
+/// Signals from 1 to SIGRTMAX, real-time signals included.
+pub fn check_signal(signal: u32) -> Result<()> {
+    let max = libc::SIGRTMAX() as u32;
+    if (1..=max).contains(&signal) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "signal {signal} is outside 1..={max}"
+        )))
+    }
+}
+
+fn status_of(state: State) -> Status {
+    match state {
+        State::Created | State::Starting => Status::CREATED,
+        State::Running => Status::RUNNING,
+        State::Stopped(_) | State::Deleting => Status::STOPPED,
+    }
+}
+
+impl Service {
+    pub fn new(env: Env, exit: Arc<ExitSignal>) -> Service {
+        Service {
+            env,
+            containers: Mutex::new(Containers::default()),
+            exit,
+        }
+    }
+
+    fn containers(&self) -> MutexGuard<'_, Containers> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Container>> {
+        check_id("container", id)?;
+        self.containers()
+            .live
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+
+    pub async fn create(&self, req: api::CreateTaskRequest) -> Result<u32> {
+        check_id("container", &req.id)?;
+        {
+            let mut c = self.containers();
+            if c.live.contains_key(&req.id) || c.creating.contains(&req.id) {
+                return Err(Error::AlreadyExists(format!(
+                    "container {} already exists",
+                    req.id
+                )));
+            }
+            c.creating.insert(req.id.clone());
+        }
+        let result = self.create_reserved(&req).await;
+        let mut c = self.containers();
+        c.creating.remove(&req.id);
+        let container = result?;
+        let pid = container.init_pid();
+        c.live.insert(req.id.clone(), container);
+        Ok(pid)
+    }
+
+    async fn create_reserved(&self, req: &api::CreateTaskRequest) -> Result<Arc<Container>> {
+        let options = options::decode(req.options.as_ref())
+            .map_err(|e| Error::InvalidArgument(format!("create container {}: {e}", req.id)))?;
+        if req.bundle.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "create container {}: no bundle",
+                req.id
+            )));
+        }
+        Container::create(
+            &self.env,
+            CreateRequest {
+                id: req.id.clone(),
+                bundle: PathBuf::from(&req.bundle),
+                rootfs: req.rootfs.clone(),
+                stdio: StdioPaths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+                checkpoint: req.checkpoint.clone(),
+                options,
+            },
+        )
+        .await
+    }
+
+    pub async fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitInfo)> {
+        check_exec_id(exec_id)?;
+        let c = self.get(id)?;
+        if !exec_id.is_empty() {
+            return c.delete_exec(exec_id).await;
+        }
+        let done = c.delete_init().await?;
+        self.containers().live.remove(id);
+        Ok(done)
+    }
+
+    pub async fn exec(&self, req: &api::ExecProcessRequest) -> Result<()> {
+        check_id("exec", &req.exec_id)?;
+        let c = self.get(&req.id)?;
+        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        if spec.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "exec {} in container {}: no process spec",
+                req.exec_id, req.id
+            )));
+        }
+        c.add_exec(
+            &req.exec_id,
+            spec,
+            StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+        )
+    }
+
+    pub fn shutdown(&self) {
+        let c = self.containers();
+        if c.live.is_empty() && c.creating.is_empty() {
+            info!("no container left; shutting down");
+            self.exit.signal();
+        } else {
+            debug!("shutdown ignored: {} container(s) left", c.live.len());
+        }
+    }
+}
+
+#[async_trait]
+impl Task for Service {
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> ttrpc::Result<api::StateResponse> {
+        check_exec_id(&req.exec_id)?;
+        let v = self.get(&req.id)?.view(&req.exec_id)?;
+        let (exit_status, exited_at) = match v.exit {
+            Some(e) => (e.status, MessageField::some(timestamp(e.at))),
+            None => (0, MessageField::none()),
+        };
+        Ok(api::StateResponse {
+            id: if v.exec_id.is_empty() { v.id } else { v.exec_id.clone() },
+            bundle: v.bundle,
+            pid: v.snapshot.pid,
+            status: status_of(v.snapshot.state).into(),
+            stdin: v.stdio.stdin,
+            stdout: v.stdio.stdout,
+            stderr: v.stdio.stderr,
+            terminal: v.stdio.terminal,
+            exit_status,
+            exited_at,
+            exec_id: v.exec_id,
+            ..Default::default()
+        })
+    }
+
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
+        debug!("create container {}", req.id);
+        let pid = Service::create(self, req).await?;
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> ttrpc::Result<api::StartResponse> {
+        debug!("start container {} exec {:?}", req.id, req.exec_id);
+        check_exec_id(&req.exec_id)?;
+        let pid = self.get(&req.id)?.start(&req.exec_id).await?;
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> ttrpc::Result<api::DeleteResponse> {
+        debug!("delete container {} exec {:?}", req.id, req.exec_id);
+        let (pid, exit) = Service::delete(self, &req.id, &req.exec_id).await?;
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> ttrpc::Result<api::PidsResponse> {
+        let pids = self.get(&req.id)?.pids().await?;
+        let mut processes = Vec::with_capacity(pids.len());
+        for (pid, exec_id) in pids {
+            let info = match exec_id {
+                Some(e) => MessageField::some(process_details(&e).map_err(|err| {
+                    Error::Internal(format!("pids of container {}: {err}", req.id))
+                })?),
+                None => MessageField::none(),
+            };
+            processes.push(api::ProcessInfo {
+                pid,
+                info,
+                ..Default::default()
+            });
+        }
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> ttrpc::Result<Empty> {
+        Err(unimplemented("pause", &req.id))
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> ttrpc::Result<Empty> {
+        Err(unimplemented("resume", &req.id))
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(unimplemented("checkpoint", &req.id))
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+        debug!(
+            "kill container {} exec {:?} signal {} all {}",
+            req.id, req.exec_id, req.signal, req.all
+        );
+        check_exec_id(&req.exec_id)?;
+        check_signal(req.signal)?;
+        self.get(&req.id)?
+            .kill(&req.exec_id, req.signal, req.all)
+            .await?;
+        Ok(Empty::new())
+    }
+
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ExecProcessRequest,
+    ) -> ttrpc::Result<Empty> {
+        debug!("exec {} in container {}", req.exec_id, req.id);
+        Service::exec(self, &req).await?;
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(unimplemented("resize the terminal of", &req.id))
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        check_exec_id(&req.exec_id)?;
+        let c = self.get(&req.id)?;
+        if req.stdin {
+            c.close_stdin(&req.exec_id)?;
+        }
+        Ok(Empty::new())
+    }
+
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(unimplemented("update", &req.id))
+    }
+
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> ttrpc::Result<api::WaitResponse> {
+        check_exec_id(&req.exec_id)?;
+        let exit = self.get(&req.id)?.wait(&req.exec_id).await?;
+        Ok(api::WaitResponse {
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> ttrpc::Result<api::StatsResponse> {
+        Err(unimplemented("collect stats of", &req.id))
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> ttrpc::Result<api::ConnectResponse> {
+        let task_pid = self.get(&req.id).map(|c| c.init_pid()).unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ShutdownRequest,
+    ) -> ttrpc::Result<Empty> {
+        Service::shutdown(self);
+        Ok(Empty::new())
+    }
+}
+
+fn unimplemented(what: &str, id: &str) -> ttrpc::Error {
+    Error::Unimplemented(format!(
+        "cannot {what} container {id}: not supported by this version of sluice"
+    ))
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_could_escape_are_refused() {
+        for bad in ["", "a/b", "../x", "..", "a\0b", "x/.."] {
+            let e = check_id("container", bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e:?}");
+        }
+        for good in ["abc", "a.b", "A-1_2", "k8s_pod.x"] {
+            check_id("container", good).expect(good);
+        }
+    }
+
+    #[test]
+    fn signals_outside_the_range_are_refused() {
+        for bad in [0, 65, u32::MAX] {
+            assert!(check_signal(bad).is_err(), "{bad}");
+        }
+        for good in [1, 9, 15, 34, 64] {
+            check_signal(good).expect("valid signal");
+        }
+    }
+}
