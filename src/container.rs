@@ -181,7 +181,10 @@ impl Container {
         } else {
             let target = req.bundle.join("rootfs");
             tokio::fs::create_dir_all(&target).await.map_err(|e| {
-                Error::Internal(format!("create container {id}: mkdir {}: {e}", target.display()))
+                Error::Internal(format!(
+                    "create container {id}: mkdir {}: {e}",
+                    target.display()
+                ))
             })?;
             for m in &req.rootfs {
                 if let Err(e) = containerd_shim::util::mount_rootfs(m, &target).await {
@@ -417,7 +420,10 @@ impl Container {
             pid,
         });
         self.watch_exit(p.clone(), reaper::watch(pid as i32));
-        debug!("started exec {exec_id} in container {} (pid {pid})", self.id);
+        debug!(
+            "started exec {exec_id} in container {} (pid {pid})",
+            self.id
+        );
         Ok(pid)
     }
 

@@ -27,7 +27,7 @@ pub enum Error {
     Runc {
         context: String,
         #[source]
-        source: RuncError,
+        source: Box<RuncError>,
     },
 }
 
@@ -45,7 +45,7 @@ impl Error {
     pub fn runc(context: impl Into<String>, source: RuncError) -> Error {
         Error::Runc {
             context: context.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -64,7 +64,7 @@ impl Error {
             Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
             Error::Internal(_) => Code::INTERNAL,
-            Error::Runc { source, .. } => match source {
+            Error::Runc { source, .. } => match source.as_ref() {
                 e if e.is_already_finished() || e.is_not_exist() => Code::NOT_FOUND,
                 RuncError::Timeout { .. } => Code::DEADLINE_EXCEEDED,
                 // The stock shim reports runc's failures as UNKNOWN ("OCI runtime ... failed");
@@ -106,13 +106,22 @@ mod tests {
         let cases = [
             (Error::NotFound("x".into()), Code::NOT_FOUND),
             (Error::AlreadyExists("x".into()), Code::ALREADY_EXISTS),
-            (Error::FailedPrecondition("x".into()), Code::FAILED_PRECONDITION),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FAILED_PRECONDITION,
+            ),
             (Error::InvalidArgument("x".into()), Code::INVALID_ARGUMENT),
             (Error::Unimplemented("x".into()), Code::UNIMPLEMENTED),
             (Error::Internal("x".into()), Code::INTERNAL),
             (Error::runc("c", failed("permission denied")), Code::UNKNOWN),
-            (Error::runc("c", failed("container not running")), Code::NOT_FOUND),
-            (Error::runc("c", failed("container \"c\" does not exist")), Code::NOT_FOUND),
+            (
+                Error::runc("c", failed("container not running")),
+                Code::NOT_FOUND,
+            ),
+            (
+                Error::runc("c", failed("container \"c\" does not exist")),
+                Code::NOT_FOUND,
+            ),
             (
                 Error::runc(
                     "c",
@@ -125,10 +134,7 @@ mod tests {
                 ),
                 Code::DEADLINE_EXCEEDED,
             ),
-            (
-                Error::refused("c", Refusal::Finished),
-                Code::NOT_FOUND,
-            ),
+            (Error::refused("c", Refusal::Finished), Code::NOT_FOUND),
             (
                 Error::refused(
                     "c",

@@ -32,13 +32,6 @@ impl Publisher {
         Publisher { tx }
     }
 
-    /// A publisher whose events land in the returned receiver (for tests and for `delete`).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn channel() -> (Publisher, mpsc::UnboundedReceiver<TaskEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Publisher { tx }, rx)
-    }
-
     pub fn publish(&self, ev: TaskEvent) {
         debug!("event {} for {}", ev.topic(), ev.container_id());
         if self.tx.send(ev).is_err() {
@@ -47,7 +40,11 @@ impl Publisher {
     }
 }
 
-async fn forward_all(address: String, namespace: String, mut rx: mpsc::UnboundedReceiver<TaskEvent>) {
+async fn forward_all(
+    address: String,
+    namespace: String,
+    mut rx: mpsc::UnboundedReceiver<TaskEvent>,
+) {
     let mut client: Option<EventsClient> = None;
     while let Some(ev) = rx.recv().await {
         let any = match ev.to_any() {

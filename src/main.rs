@@ -21,7 +21,10 @@ fn main() {
     {
         println!("containerd-shim-sluice-v2:");
         println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
-        println!("  Revision: {}", option_env!("SLUICE_REVISION").unwrap_or("unknown"));
+        println!(
+            "  Revision: {}",
+            option_env!("SLUICE_REVISION").unwrap_or("unknown")
+        );
         return;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -168,7 +168,11 @@ impl Service {
     pub async fn exec(&self, req: &api::ExecProcessRequest) -> Result<()> {
         check_id("exec", &req.exec_id)?;
         let c = self.get(&req.id)?;
-        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
         if spec.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "exec {} in container {}: no process spec",
@@ -212,7 +216,11 @@ impl Task for Service {
             None => (0, MessageField::none()),
         };
         Ok(api::StateResponse {
-            id: if v.exec_id.is_empty() { v.id } else { v.exec_id.clone() },
+            id: if v.exec_id.is_empty() {
+                v.id
+            } else {
+                v.exec_id.clone()
+            },
             bundle: v.bundle,
             pid: v.snapshot.pid,
             status: status_of(v.snapshot.state).into(),
@@ -342,7 +350,11 @@ impl Task for Service {
         Err(unimplemented("resize the terminal of", &req.id))
     }
 
-    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CloseIORequest,
+    ) -> ttrpc::Result<Empty> {
         check_exec_id(&req.exec_id)?;
         let c = self.get(&req.id)?;
         if req.stdin {

@@ -30,7 +30,10 @@ use crate::{
 };
 
 /// Annotations that put containers into one shim (the Go shim's list).
-const GROUP_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group"];
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.kubernetes.cri.sandbox-id",
+    "io.containerd.runc.v2.group",
+];
 /// How long `start` waits for the new shim to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 

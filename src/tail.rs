@@ -63,7 +63,10 @@ impl Tail {
         let kept = (inner.head.len() + inner.tail.len()) as u64;
         let mut out = String::from_utf8_lossy(&inner.head).into_owned();
         if inner.total > kept {
-            out.push_str(&format!("\n[... {} bytes omitted ...]\n", inner.total - kept));
+            out.push_str(&format!(
+                "\n[... {} bytes omitted ...]\n",
+                inner.total - kept
+            ));
         }
         let (a, b) = inner.tail.as_slices();
         let mut tail = a.to_vec();
@@ -95,7 +98,10 @@ mod tests {
         }
         t.push(b"last!");
         let r = t.render();
-        assert!(r.starts_with("first\n[... 10000 bytes omitted ...]\n"), "{r}");
+        assert!(
+            r.starts_with("first\n[... 10000 bytes omitted ...]\n"),
+            "{r}"
+        );
         assert!(r.ends_with("last!"), "{r}");
     }
 }

@@ -172,7 +172,9 @@ impl TaskEvent {
     }
 }
 
-fn pack<M: MessageFull>(m: M) -> Result<(String, Vec<u8>), containerd_shim_protos::protobuf::Error> {
+fn pack<M: MessageFull>(
+    m: M,
+) -> Result<(String, Vec<u8>), containerd_shim_protos::protobuf::Error> {
     Ok((M::descriptor().full_name().to_string(), m.write_to_bytes()?))
 }
 
@@ -247,7 +249,11 @@ mod tests {
         assert_eq!(topics.len(), events.len());
         for e in &events {
             let any = e.to_any().expect("encode");
-            assert!(any.type_url.starts_with("containerd.events.Task"), "{}", any.type_url);
+            assert!(
+                any.type_url.starts_with("containerd.events.Task"),
+                "{}",
+                any.type_url
+            );
         }
     }
 }

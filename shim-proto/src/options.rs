@@ -107,9 +107,7 @@ fn runtime_options_config_path(bytes: &[u8]) -> Result<String, String> {
             _ => {
                 let wire = containerd_shim_protos::protobuf::rt::WireType::new(tag & 7)
                     .ok_or_else(|| format!("bad wire type in tag {tag}"))?;
-                input
-                    .skip_field(wire)
-                    .map_err(|e| e.to_string())?;
+                input.skip_field(wire).map_err(|e| e.to_string())?;
             }
         }
     }

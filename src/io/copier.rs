@@ -134,7 +134,12 @@ async fn read_loop(shared: Arc<Shared>, mut source: pipe::Receiver) {
                 break;
             }
         };
-        if let Some(tail) = shared.tail.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(tail) = shared
+            .tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             tail.push(&buf[..n]);
         }
         loop {
@@ -175,14 +180,28 @@ async fn read_loop(shared: Arc<Shared>, mut source: pipe::Receiver) {
 async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) {
     let mut writer = match &sink {
         Sink::Null => None,
-        Sink::Fifo(path) => match crate::io::fifo::open_writer(path).await {
+        Sink::Fifo(path) => match crate::io::fifo::open_writer(path, || {
+            // Keep trying while there is something to deliver, until the process is deleted.
+            let q = shared.queue();
+            q.dead || (q.eof && q.bytes == 0)
+        })
+        .await
+        {
             Ok(Some(w)) => Some(w),
             Ok(None) => {
-                warn!("{}: fifo {} is gone; discarding output", shared.name, path.display());
+                warn!(
+                    "{}: fifo {} is gone; discarding output",
+                    shared.name,
+                    path.display()
+                );
                 None
             }
             Err(e) => {
-                warn!("{}: cannot open {}: {e}; discarding output", shared.name, path.display());
+                warn!(
+                    "{}: cannot open {}: {e}; discarding output",
+                    shared.name,
+                    path.display()
+                );
                 None
             }
         },
@@ -216,7 +235,10 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
             if let Err(e) = w.write_all(&chunk).await {
                 // EPIPE: the reader went away for good. Keep draining so the process never
                 // blocks on a sink nobody reads.
-                warn!("{}: sink failed ({e}); discarding further output", shared.name);
+                warn!(
+                    "{}: sink failed ({e}); discarding further output",
+                    shared.name
+                );
                 writer = None;
                 let mut q = shared.queue();
                 q.dead = true;

@@ -61,7 +61,9 @@ fn sink_for(path: &str) -> Result<Sink, IoError> {
     if path.contains("://") && !path.starts_with("fifo://") {
         return Err(IoError::Unsupported(path.to_string()));
     }
-    Ok(Sink::Fifo(PathBuf::from(path.trim_start_matches("fifo://"))))
+    Ok(Sink::Fifo(PathBuf::from(
+        path.trim_start_matches("fifo://"),
+    )))
 }
 
 impl ProcessIo {

@@ -11,35 +11,29 @@ use tokio::{
 
 /// A running stdin copy.
 pub struct StdinCopier {
-    path: PathBuf,
     close: Arc<Notify>,
 }
 
 impl StdinCopier {
     pub fn start(name: String, path: PathBuf, target: pipe::Sender) -> StdinCopier {
         let close = Arc::new(Notify::new());
-        tokio::spawn(copy(name, path.clone(), target, close.clone()));
-        StdinCopier { path, close }
+        tokio::spawn(copy(name, path, target, close.clone()));
+        StdinCopier { close }
     }
 
     /// CloseIO: deliver what the client already wrote, then close the process's stdin.
     pub fn close(&self) {
         self.close.notify_one();
-        // If the client never opened the FIFO, the copy is still waiting in open().
-        super::fifo::release_reader(&self.path);
     }
 }
 
 async fn copy(name: String, path: PathBuf, mut target: pipe::Sender, close: Arc<Notify>) {
-    let mut source = tokio::select! {
-        r = super::fifo::open_reader(&path) => match r {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("{name}: cannot open stdin {}: {e}", path.display());
-                return;
-            }
-        },
-        _ = close.notified() => return,
+    let mut source = match super::fifo::open_reader(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("{name}: cannot open stdin {}: {e}", path.display());
+            return;
+        }
     };
     let mut buf = vec![0u8; 32 * 1024];
     loop {

@@ -40,7 +40,10 @@ pub enum Op {
 pub enum Refusal {
     /// The process is in the wrong state for this operation (FailedPrecondition).
     #[error("cannot {op} a process that is {state}")]
-    WrongState { op: &'static str, state: &'static str },
+    WrongState {
+        op: &'static str,
+        state: &'static str,
+    },
     /// The process has already exited (NotFound, as containerd expects from Kill).
     #[error("process already finished")]
     Finished,

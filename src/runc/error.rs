@@ -80,9 +80,13 @@ impl RuncError {
             return false;
         };
         let text = format!("{words}");
-        ["container not running", "process already finished", "no such process"]
-            .iter()
-            .any(|p| text.contains(p))
+        [
+            "container not running",
+            "process already finished",
+            "no such process",
+        ]
+        .iter()
+        .any(|p| text.contains(p))
     }
 
     /// runc does not know the container at all.
@@ -105,8 +109,7 @@ pub fn last_log_error(log: &str) -> Option<String> {
     }
     log.lines()
         .filter_map(|l| serde_json::from_str::<Record>(l).ok())
-        .filter(|r| r.level == "error" && !r.msg.is_empty())
-        .last()
+        .rfind(|r| r.level == "error" && !r.msg.is_empty())
         .map(|r| r.msg)
 }
 
@@ -125,7 +128,10 @@ mod tests {
             r#"{"level":"error","msg":"exec failed: no such file","time":"t"}"#,
             "\n"
         );
-        assert_eq!(last_log_error(log).as_deref(), Some("exec failed: no such file"));
+        assert_eq!(
+            last_log_error(log).as_deref(),
+            Some("exec failed: no such file")
+        );
         assert_eq!(last_log_error(""), None);
     }
 

@@ -90,8 +90,10 @@ pub async fn run(call: Call) -> Result<Vec<u8>, RuncError> {
                 .stdout(Stdio::from(out.child))
                 .stderr(Stdio::from(err.child));
             let tail = Arc::new(Tail::default());
-            let out_rx = tpipe::Receiver::from_owned_fd(out.ours).map_err(|e| prepare(e.to_string()))?;
-            let err_rx = tpipe::Receiver::from_owned_fd(err.ours).map_err(|e| prepare(e.to_string()))?;
+            let out_rx =
+                tpipe::Receiver::from_owned_fd(out.ours).map_err(|e| prepare(e.to_string()))?;
+            let err_rx =
+                tpipe::Receiver::from_owned_fd(err.ours).map_err(|e| prepare(e.to_string()))?;
             // Readers run before runc does: nothing runc writes can fill a pipe.
             let stdout = tokio::spawn(read_capped(out_rx, STDOUT_CAP));
             let stderr = tokio::spawn(read_into_tail(err_rx, tail.clone()));
@@ -128,12 +130,8 @@ pub async fn run(call: Call) -> Result<Vec<u8>, RuncError> {
     let half = deadline / 2;
     let mut on_slow = on_slow;
     let status = loop {
-        let wait_for = if on_slow.is_some() {
-            half
-        } else {
-            deadline
-        }
-        .saturating_sub(started.elapsed());
+        let wait_for =
+            if on_slow.is_some() { half } else { deadline }.saturating_sub(started.elapsed());
         tokio::select! {
             e = &mut exit => break Some(e.status),
             _ = tokio::time::sleep(wait_for) => {
@@ -240,7 +238,9 @@ async fn read_into_tail(mut rx: tpipe::Receiver, tail: Arc<Tail>) {
 
 fn words(tail: &Tail, log: Option<&Path>, offset: u64) -> Words {
     Words {
-        log_error: log.and_then(|p| read_from(p, offset)).and_then(|t| last_log_error(&t)),
+        log_error: log
+            .and_then(|p| read_from(p, offset))
+            .and_then(|t| last_log_error(&t)),
         output: tail.render(),
     }
 }

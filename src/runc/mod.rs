@@ -67,7 +67,12 @@ impl Runc {
     fn global_args(&self, log: Option<&Path>) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec!["--root".into(), self.root.clone().into()];
         if let Some(log) = log {
-            a.extend(["--log".into(), log.into(), "--log-format".into(), "json".into()]);
+            a.extend([
+                "--log".into(),
+                log.into(),
+                "--log-format".into(),
+                "json".into(),
+            ]);
         }
         if self.systemd_cgroup {
             a.push("--systemd-cgroup".into());
@@ -176,7 +181,12 @@ impl Runc {
     }
 
     /// `runc delete`; `force` also kills a running container.
-    pub async fn delete(&self, id: &str, bundle: Option<&Path>, force: bool) -> Result<(), RuncError> {
+    pub async fn delete(
+        &self,
+        id: &str,
+        bundle: Option<&Path>,
+        force: bool,
+    ) -> Result<(), RuncError> {
         let mut a: Vec<OsString> = Vec::new();
         if force {
             a.push("--force".into());

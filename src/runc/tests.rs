@@ -84,9 +84,16 @@ async fn capture_failure_reports_status_and_runcs_last_words() {
     };
     assert_eq!(*status, 2);
     let text = err.to_string();
-    assert!(text.starts_with("runc exec for container c1 failed with exit status 2 after "), "{text}");
+    assert!(
+        text.starts_with("runc exec for container c1 failed with exit status 2 after "),
+        "{text}"
+    );
     assert!(text.ends_with("last words"), "{text}");
-    assert!(text.contains("bytes omitted"), "a 1 MiB stderr must be cut: {}", text.len());
+    assert!(
+        text.contains("bytes omitted"),
+        "a 1 MiB stderr must be cut: {}",
+        text.len()
+    );
 }
 
 #[tokio::test]
@@ -106,7 +113,10 @@ async fn log_json_error_is_reported() {
     c.log = Some(log);
     let err = invoke::run(c).await.expect_err("exit 1");
     let text = err.to_string();
-    assert!(text.contains(": container_linux.go:380: no such file"), "{text}");
+    assert!(
+        text.contains(": container_linux.go:380: no such file"),
+        "{text}"
+    );
     assert!(!text.contains("old failure"), "{text}");
 }
 
@@ -118,7 +128,10 @@ async fn deadline_kills_runc_and_what_it_left() {
     // A child that outlives nothing, like `runc init` blocked on a pipe, and runc that waits.
     let runc = fake_runc(
         dir.path(),
-        &format!("sleep 1000 &\necho $$ $! > {}\necho stuck >&2\nwait", pids.display()),
+        &format!(
+            "sleep 1000 &\necho $$ $! > {}\necho stuck >&2\nwait",
+            pids.display()
+        ),
     );
     let started = Instant::now();
     let err = invoke::run(call(runc, CallStdio::Capture, Duration::from_millis(700)))
@@ -128,7 +141,10 @@ async fn deadline_kills_runc_and_what_it_left() {
     assert!(matches!(err, RuncError::Timeout { .. }), "{err:?}");
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
     let text = err.to_string();
-    assert!(text.starts_with("runc exec for container c1 did not finish within 0."), "{text}");
+    assert!(
+        text.starts_with("runc exec for container c1 did not finish within 0."),
+        "{text}"
+    );
     assert!(text.contains("stuck"), "{text}");
     let listed = std::fs::read_to_string(&pids).expect("pids written");
     let pids: Vec<i32> = listed
@@ -234,7 +250,9 @@ async fn process_pipe_failure_carries_what_runc_wrote_to_the_process_stderr() {
     let (_io, res) = run_with_process_io(runc, &paths).await;
     let text = res.expect_err("exit 2").to_string();
     assert!(
-        text.contains("runc wrote: runtime/cgo: pthread_create failed: Resource temporarily unavailable"),
+        text.contains(
+            "runc wrote: runtime/cgo: pthread_create failed: Resource temporarily unavailable"
+        ),
         "{text}"
     );
 }
