@@ -23,7 +23,7 @@ struct Inner {
 
 impl Default for Tail {
     fn default() -> Self {
-        Tail::new(4 * 1024, 12 * 1024)
+        Tail::new(4 * 1024, 4 * 1024)
     }
 }
 

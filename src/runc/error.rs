@@ -14,10 +14,11 @@ pub struct Words {
 
 impl fmt::Display for Words {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(e) = &self.log_error {
+        let out = self.output.trim();
+        // runc prints its fatal error to stderr as well as to log.json: say it once.
+        if let Some(e) = self.log_error.as_ref().filter(|e| !out.contains(e.as_str())) {
             write!(f, ": {e}")?;
         }
-        let out = self.output.trim();
         if !out.is_empty() {
             write!(f, ": runc wrote: {out}")?;
         }
@@ -152,6 +153,15 @@ mod tests {
             "runc exec for container c1 failed with exit status 2 after 1.5s: runc wrote: \
              runtime/cgo: pthread_create failed"
         );
+    }
+
+    #[test]
+    fn log_error_repeated_on_stderr_is_said_once() {
+        let w = Words {
+            log_error: Some("exec: \"sh\": not found".into()),
+            output: "runc create failed: exec: \"sh\": not found\n".into(),
+        };
+        assert_eq!(w.to_string(), ": runc wrote: runc create failed: exec: \"sh\": not found");
     }
 
     #[test]
