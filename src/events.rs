@@ -32,6 +32,13 @@ impl Publisher {
         Publisher { tx }
     }
 
+    /// A publisher whose events land in the returned receiver.
+    #[cfg(test)]
+    pub fn channel() -> (Publisher, mpsc::UnboundedReceiver<TaskEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Publisher { tx }, rx)
+    }
+
     pub fn publish(&self, ev: TaskEvent) {
         debug!("event {} for {}", ev.topic(), ev.container_id());
         if self.tx.send(ev).is_err() {

@@ -16,7 +16,11 @@ impl fmt::Display for Words {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let out = self.output.trim();
         // runc prints its fatal error to stderr as well as to log.json: say it once.
-        if let Some(e) = self.log_error.as_ref().filter(|e| !out.contains(e.as_str())) {
+        if let Some(e) = self
+            .log_error
+            .as_ref()
+            .filter(|e| !out.contains(e.as_str()))
+        {
             write!(f, ": {e}")?;
         }
         if !out.is_empty() {
@@ -161,7 +165,10 @@ mod tests {
             log_error: Some("exec: \"sh\": not found".into()),
             output: "runc create failed: exec: \"sh\": not found\n".into(),
         };
-        assert_eq!(w.to_string(), ": runc wrote: runc create failed: exec: \"sh\": not found");
+        assert_eq!(
+            w.to_string(),
+            ": runc wrote: runc create failed: exec: \"sh\": not found"
+        );
     }
 
     #[test]

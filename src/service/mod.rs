@@ -26,7 +26,7 @@ use crate::{
     container::{Container, CreateRequest, Env},
     error::{Error, Result},
     io::StdioPaths,
-    process::{ExitInfo, State},
+    process::State,
 };
 
 pub struct Service {
@@ -105,7 +105,35 @@ impl Service {
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
 
-    pub async fn create(&self, req: api::CreateTaskRequest) -> Result<u32> {
+    pub async fn state(&self, req: api::StateRequest) -> Result<api::StateResponse> {
+        check_exec_id(&req.exec_id)?;
+        let v = self.get(&req.id)?.view(&req.exec_id)?;
+        let (exit_status, exited_at) = match v.exit {
+            Some(e) => (e.status, MessageField::some(timestamp(e.at))),
+            None => (0, MessageField::none()),
+        };
+        Ok(api::StateResponse {
+            id: if v.exec_id.is_empty() {
+                v.id
+            } else {
+                v.exec_id.clone()
+            },
+            bundle: v.bundle,
+            pid: v.snapshot.pid,
+            status: status_of(v.snapshot.state).into(),
+            stdin: v.stdio.stdin,
+            stdout: v.stdio.stdout,
+            stderr: v.stdio.stderr,
+            terminal: v.stdio.terminal,
+            exit_status,
+            exited_at,
+            exec_id: v.exec_id,
+            ..Default::default()
+        })
+    }
+
+    pub async fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
+        debug!("create container {}", req.id);
         check_id("container", &req.id)?;
         {
             let mut c = self.containers();
@@ -123,7 +151,10 @@ impl Service {
         let container = result?;
         let pid = container.init_pid();
         c.live.insert(req.id.clone(), container);
-        Ok(pid)
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
     }
 
     async fn create_reserved(&self, req: &api::CreateTaskRequest) -> Result<Arc<Container>> {
@@ -154,105 +185,7 @@ impl Service {
         .await
     }
 
-    pub async fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitInfo)> {
-        check_exec_id(exec_id)?;
-        let c = self.get(id)?;
-        if !exec_id.is_empty() {
-            return c.delete_exec(exec_id).await;
-        }
-        let done = c.delete_init().await?;
-        self.containers().live.remove(id);
-        Ok(done)
-    }
-
-    pub async fn exec(&self, req: &api::ExecProcessRequest) -> Result<()> {
-        check_id("exec", &req.exec_id)?;
-        let c = self.get(&req.id)?;
-        let spec = req
-            .spec
-            .as_ref()
-            .map(|a| a.value.clone())
-            .unwrap_or_default();
-        if spec.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "exec {} in container {}: no process spec",
-                req.exec_id, req.id
-            )));
-        }
-        c.add_exec(
-            &req.exec_id,
-            spec,
-            StdioPaths {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
-            },
-        )
-    }
-
-    pub fn shutdown(&self) {
-        let c = self.containers();
-        if c.live.is_empty() && c.creating.is_empty() {
-            info!("no container left; shutting down");
-            self.exit.signal();
-        } else {
-            debug!("shutdown ignored: {} container(s) left", c.live.len());
-        }
-    }
-}
-
-#[async_trait]
-impl Task for Service {
-    async fn state(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StateRequest,
-    ) -> ttrpc::Result<api::StateResponse> {
-        check_exec_id(&req.exec_id)?;
-        let v = self.get(&req.id)?.view(&req.exec_id)?;
-        let (exit_status, exited_at) = match v.exit {
-            Some(e) => (e.status, MessageField::some(timestamp(e.at))),
-            None => (0, MessageField::none()),
-        };
-        Ok(api::StateResponse {
-            id: if v.exec_id.is_empty() {
-                v.id
-            } else {
-                v.exec_id.clone()
-            },
-            bundle: v.bundle,
-            pid: v.snapshot.pid,
-            status: status_of(v.snapshot.state).into(),
-            stdin: v.stdio.stdin,
-            stdout: v.stdio.stdout,
-            stderr: v.stdio.stderr,
-            terminal: v.stdio.terminal,
-            exit_status,
-            exited_at,
-            exec_id: v.exec_id,
-            ..Default::default()
-        })
-    }
-
-    async fn create(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::CreateTaskRequest,
-    ) -> ttrpc::Result<api::CreateTaskResponse> {
-        debug!("create container {}", req.id);
-        let pid = Service::create(self, req).await?;
-        Ok(api::CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
-    }
-
-    async fn start(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StartRequest,
-    ) -> ttrpc::Result<api::StartResponse> {
+    pub async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
         debug!("start container {} exec {:?}", req.id, req.exec_id);
         check_exec_id(&req.exec_id)?;
         let pid = self.get(&req.id)?.start(&req.exec_id).await?;
@@ -262,13 +195,17 @@ impl Task for Service {
         })
     }
 
-    async fn delete(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::DeleteRequest,
-    ) -> ttrpc::Result<api::DeleteResponse> {
+    pub async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
         debug!("delete container {} exec {:?}", req.id, req.exec_id);
-        let (pid, exit) = Service::delete(self, &req.id, &req.exec_id).await?;
+        check_exec_id(&req.exec_id)?;
+        let c = self.get(&req.id)?;
+        let (pid, exit) = if req.exec_id.is_empty() {
+            let done = c.delete_init().await?;
+            self.containers().live.remove(&req.id);
+            done
+        } else {
+            c.delete_exec(&req.exec_id).await?
+        };
         Ok(api::DeleteResponse {
             pid,
             exit_status: exit.status,
@@ -277,11 +214,7 @@ impl Task for Service {
         })
     }
 
-    async fn pids(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::PidsRequest,
-    ) -> ttrpc::Result<api::PidsResponse> {
+    pub async fn pids(&self, req: api::PidsRequest) -> Result<api::PidsResponse> {
         let pids = self.get(&req.id)?.pids().await?;
         let mut processes = Vec::with_capacity(pids.len());
         for (pid, exec_id) in pids {
@@ -303,23 +236,19 @@ impl Task for Service {
         })
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> ttrpc::Result<Empty> {
+    pub async fn pause(&self, req: api::PauseRequest) -> Result<Empty> {
         Err(unimplemented("pause", &req.id))
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> ttrpc::Result<Empty> {
+    pub async fn resume(&self, req: api::ResumeRequest) -> Result<Empty> {
         Err(unimplemented("resume", &req.id))
     }
 
-    async fn checkpoint(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::CheckpointTaskRequest,
-    ) -> ttrpc::Result<Empty> {
+    pub async fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<Empty> {
         Err(unimplemented("checkpoint", &req.id))
     }
 
-    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+    pub async fn kill(&self, req: api::KillRequest) -> Result<Empty> {
         debug!(
             "kill container {} exec {:?} signal {} all {}",
             req.id, req.exec_id, req.signal, req.all
@@ -332,29 +261,39 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    async fn exec(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::ExecProcessRequest,
-    ) -> ttrpc::Result<Empty> {
+    pub async fn exec(&self, req: api::ExecProcessRequest) -> Result<Empty> {
         debug!("exec {} in container {}", req.exec_id, req.id);
-        Service::exec(self, &req).await?;
+        check_id("exec", &req.exec_id)?;
+        let c = self.get(&req.id)?;
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        if spec.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "exec {} in container {}: no process spec",
+                req.exec_id, req.id
+            )));
+        }
+        c.add_exec(
+            &req.exec_id,
+            spec,
+            StdioPaths {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                terminal: req.terminal,
+            },
+        )?;
         Ok(Empty::new())
     }
 
-    async fn resize_pty(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::ResizePtyRequest,
-    ) -> ttrpc::Result<Empty> {
+    pub async fn resize_pty(&self, req: api::ResizePtyRequest) -> Result<Empty> {
         Err(unimplemented("resize the terminal of", &req.id))
     }
 
-    async fn close_io(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::CloseIORequest,
-    ) -> ttrpc::Result<Empty> {
+    pub async fn close_io(&self, req: api::CloseIORequest) -> Result<Empty> {
         check_exec_id(&req.exec_id)?;
         let c = self.get(&req.id)?;
         if req.stdin {
@@ -363,19 +302,11 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    async fn update(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::UpdateTaskRequest,
-    ) -> ttrpc::Result<Empty> {
+    pub async fn update(&self, req: api::UpdateTaskRequest) -> Result<Empty> {
         Err(unimplemented("update", &req.id))
     }
 
-    async fn wait(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::WaitRequest,
-    ) -> ttrpc::Result<api::WaitResponse> {
+    pub async fn wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
         check_exec_id(&req.exec_id)?;
         let exit = self.get(&req.id)?.wait(&req.exec_id).await?;
         Ok(api::WaitResponse {
@@ -385,19 +316,11 @@ impl Task for Service {
         })
     }
 
-    async fn stats(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StatsRequest,
-    ) -> ttrpc::Result<api::StatsResponse> {
+    pub async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         Err(unimplemented("collect stats of", &req.id))
     }
 
-    async fn connect(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::ConnectRequest,
-    ) -> ttrpc::Result<api::ConnectResponse> {
+    pub async fn connect(&self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {
         let task_pid = self.get(&req.id).map(|c| c.init_pid()).unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
@@ -407,45 +330,57 @@ impl Task for Service {
         })
     }
 
-    async fn shutdown(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: api::ShutdownRequest,
-    ) -> ttrpc::Result<Empty> {
-        Service::shutdown(self);
+    /// Exits the shim once no container is left; containerd asks after every task delete.
+    pub async fn shutdown(&self, _req: api::ShutdownRequest) -> Result<Empty> {
+        let c = self.containers();
+        if c.live.is_empty() && c.creating.is_empty() {
+            info!("no container left; shutting down");
+            self.exit.signal();
+        } else {
+            debug!("shutdown ignored: {} container(s) left", c.live.len());
+        }
         Ok(Empty::new())
     }
 }
 
-fn unimplemented(what: &str, id: &str) -> ttrpc::Error {
+macro_rules! adapt {
+    ($($name:ident($req:ty) -> $resp:ty;)*) => {
+        #[async_trait]
+        impl Task for Service {
+            $(
+                async fn $name(&self, _ctx: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
+                    Service::$name(self, req).await.map_err(Into::into)
+                }
+            )*
+        }
+    };
+}
+
+adapt! {
+    state(api::StateRequest) -> api::StateResponse;
+    create(api::CreateTaskRequest) -> api::CreateTaskResponse;
+    start(api::StartRequest) -> api::StartResponse;
+    delete(api::DeleteRequest) -> api::DeleteResponse;
+    pids(api::PidsRequest) -> api::PidsResponse;
+    pause(api::PauseRequest) -> Empty;
+    resume(api::ResumeRequest) -> Empty;
+    checkpoint(api::CheckpointTaskRequest) -> Empty;
+    kill(api::KillRequest) -> Empty;
+    exec(api::ExecProcessRequest) -> Empty;
+    resize_pty(api::ResizePtyRequest) -> Empty;
+    close_io(api::CloseIORequest) -> Empty;
+    update(api::UpdateTaskRequest) -> Empty;
+    wait(api::WaitRequest) -> api::WaitResponse;
+    stats(api::StatsRequest) -> api::StatsResponse;
+    connect(api::ConnectRequest) -> api::ConnectResponse;
+    shutdown(api::ShutdownRequest) -> Empty;
+}
+
+fn unimplemented(what: &str, id: &str) -> Error {
     Error::Unimplemented(format!(
         "cannot {what} container {id}: not supported by this version of sluice"
     ))
-    .into()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_that_could_escape_are_refused() {
-        for bad in ["", "a/b", "../x", "..", "a\0b", "x/.."] {
-            let e = check_id("container", bad).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e:?}");
-        }
-        for good in ["abc", "a.b", "A-1_2", "k8s_pod.x"] {
-            check_id("container", good).expect(good);
-        }
-    }
-
-    #[test]
-    fn signals_outside_the_range_are_refused() {
-        for bad in [0, 65, u32::MAX] {
-            assert!(check_signal(bad).is_err(), "{bad}");
-        }
-        for good in [1, 9, 15, 34, 64] {
-            check_signal(good).expect("valid signal");
-        }
-    }
-}
+mod tests;
