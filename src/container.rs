@@ -602,6 +602,52 @@ impl Container {
         Ok((pid, exit))
     }
 
+    pub async fn pause(&self) -> Result<()> {
+        let what = format!("pause container {}", self.id);
+        let prev = self
+            .init
+            .begin(Op::Pause, State::Running)
+            .map_err(|r| Error::refused(&what, r))?;
+        if let Err(e) = self.runc.pause(&self.id, &self.bundle).await {
+            self.init.restore(prev);
+            return Err(Error::runc(what, e));
+        }
+        self.init.settle(State::Paused);
+        self.publisher.publish(TaskEvent::Paused {
+            container_id: self.id.clone(),
+        });
+        Ok(())
+    }
+
+    pub async fn resume(&self) -> Result<()> {
+        let what = format!("resume container {}", self.id);
+        let prev = self
+            .init
+            .begin(Op::Resume, State::Paused)
+            .map_err(|r| Error::refused(&what, r))?;
+        if let Err(e) = self.runc.resume(&self.id, &self.bundle).await {
+            self.init.restore(prev);
+            return Err(Error::runc(what, e));
+        }
+        self.init.settle(State::Running);
+        self.publisher.publish(TaskEvent::Resumed {
+            container_id: self.id.clone(),
+        });
+        Ok(())
+    }
+
+    /// `runc update` with OCI `LinuxResources` JSON.
+    pub async fn update(&self, resources: &[u8]) -> Result<()> {
+        let what = format!("update container {}", self.id);
+        let file = self.bundle.join(".sluice-update.json");
+        tokio::fs::write(&file, resources)
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: write resources: {e}")))?;
+        let res = self.runc.update(&self.id, &self.bundle, &file).await;
+        let _ = tokio::fs::remove_file(&file).await;
+        res.map_err(|e| Error::runc(what, e))
+    }
+
     pub fn view(&self, exec_id: &str) -> Result<ProcessView> {
         let p = self.process(exec_id)?;
         Ok(ProcessView {

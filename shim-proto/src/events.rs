@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use containerd_shim_protos::{
     events::task::{
-        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+        TaskResumed, TaskStart,
     },
     protobuf::{well_known_types::any::Any, MessageField, MessageFull},
     topics,
@@ -58,6 +59,12 @@ pub enum TaskEvent {
         exit_status: u32,
         exited_at: SystemTime,
     },
+    Paused {
+        container_id: String,
+    },
+    Resumed {
+        container_id: String,
+    },
 }
 
 impl TaskEvent {
@@ -69,6 +76,8 @@ impl TaskEvent {
             TaskEvent::ExecStarted { .. } => topics::TASK_EXEC_STARTED_EVENT_TOPIC,
             TaskEvent::Exit { .. } => topics::TASK_EXIT_EVENT_TOPIC,
             TaskEvent::Delete { .. } => topics::TASK_DELETE_EVENT_TOPIC,
+            TaskEvent::Paused { .. } => topics::TASK_PAUSED_EVENT_TOPIC,
+            TaskEvent::Resumed { .. } => topics::TASK_RESUMED_EVENT_TOPIC,
         }
     }
 
@@ -79,7 +88,9 @@ impl TaskEvent {
             | TaskEvent::ExecAdded { container_id, .. }
             | TaskEvent::ExecStarted { container_id, .. }
             | TaskEvent::Exit { container_id, .. }
-            | TaskEvent::Delete { container_id, .. } => container_id,
+            | TaskEvent::Delete { container_id, .. }
+            | TaskEvent::Paused { container_id }
+            | TaskEvent::Resumed { container_id } => container_id,
         }
     }
 
@@ -163,6 +174,14 @@ impl TaskEvent {
                 exited_at: MessageField::some(timestamp(exited_at)),
                 ..Default::default()
             })?,
+            TaskEvent::Paused { container_id } => pack(TaskPaused {
+                container_id,
+                ..Default::default()
+            })?,
+            TaskEvent::Resumed { container_id } => pack(TaskResumed {
+                container_id,
+                ..Default::default()
+            })?,
         };
         Ok(Any {
             type_url,
@@ -243,6 +262,12 @@ mod tests {
                 pid: 1,
                 exit_status: 0,
                 exited_at: t,
+            },
+            TaskEvent::Paused {
+                container_id: "c".into(),
+            },
+            TaskEvent::Resumed {
+                container_id: "c".into(),
             },
         ];
         let topics: std::collections::HashSet<_> = events.iter().map(|e| e.topic()).collect();

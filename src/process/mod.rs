@@ -115,6 +115,14 @@ impl Process {
         self.inner().pid = pid;
     }
 
+    /// Moves to `next` after a successful runc call, unless the process exited meanwhile.
+    pub fn settle(&self, next: State) {
+        let mut i = self.inner();
+        if !matches!(i.state, State::Stopped(_)) {
+            i.state = next;
+        }
+    }
+
     /// runc start/exec returned: running, unless the exit was already seen.
     pub fn set_running(&self) {
         let mut i = self.inner();

@@ -20,6 +20,8 @@ pub enum State {
     /// `runc start` or `runc exec` is running.
     Starting,
     Running,
+    /// Init only: frozen by `runc pause`.
+    Paused,
     Stopped(ExitInfo),
     /// `runc delete` (init) or cleanup (exec) is running.
     Deleting,
@@ -33,6 +35,8 @@ pub enum Op {
     Delete,
     /// Add an exec to this (init) process's container.
     Exec,
+    Pause,
+    Resume,
 }
 
 /// Why an operation is refused.
@@ -55,6 +59,7 @@ impl State {
             State::Created => "created",
             State::Starting => "starting",
             State::Running => "running",
+            State::Paused => "paused",
             State::Stopped(_) => "stopped",
             State::Deleting => "being deleted",
         }
@@ -70,12 +75,16 @@ impl State {
         match (op, self) {
             (Op::Start, Created) => Ok(()),
             (Op::Start, _) => Err(wrong("start")),
-            (Op::Kill, Created | Starting | Running) => Ok(()),
+            (Op::Kill, Created | Starting | Running | Paused) => Ok(()),
             (Op::Kill, Stopped(_) | Deleting) => Err(Refusal::Finished),
             (Op::Delete, Created | Stopped(_)) => Ok(()),
             (Op::Delete, _) => Err(wrong("delete")),
             (Op::Exec, Created | Starting | Running) => Ok(()),
             (Op::Exec, _) => Err(wrong("exec in")),
+            (Op::Pause, Running) => Ok(()),
+            (Op::Pause, _) => Err(wrong("pause")),
+            (Op::Resume, Paused) => Ok(()),
+            (Op::Resume, _) => Err(wrong("resume")),
         }
     }
 }
@@ -94,14 +103,15 @@ mod tests {
             State::Created,
             State::Starting,
             State::Running,
+            State::Paused,
             stopped,
             State::Deleting,
         ];
-        // Rows: states above; columns: Start, Kill, Delete, Exec. 'y' legal, 'p' wrong state
-        // (FailedPrecondition), 'f' already finished (NotFound).
-        let table = ["yyyy", "pypy", "pypy", "pfyp", "pfpp"];
+        // Rows: states above; columns: Start, Kill, Delete, Exec, Pause, Resume. 'y' legal,
+        // 'p' wrong state (FailedPrecondition), 'f' already finished (NotFound).
+        let table = ["yyyypp", "pypypp", "pypyyp", "pypppy", "pfyppp", "pfpppp"];
         for (state, row) in states.iter().zip(table) {
-            for (op, want) in [Op::Start, Op::Kill, Op::Delete, Op::Exec]
+            for (op, want) in [Op::Start, Op::Kill, Op::Delete, Op::Exec, Op::Pause, Op::Resume]
                 .into_iter()
                 .zip(row.chars())
             {

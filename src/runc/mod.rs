@@ -134,10 +134,7 @@ impl Runc {
     }
 
     pub async fn start(&self, id: &str, bundle: &Path) -> Result<(), RuncError> {
-        let log = bundle.join("log.json");
-        invoke::run(self.call("start", id, Some(&log), vec![id.into()], CallStdio::Capture))
-            .await?;
-        Ok(())
+        self.simple("start", id, bundle, vec![id.into()]).await
     }
 
     /// `runc exec --detach`: the process described by `process_json` gets `stdio`.
@@ -175,9 +172,7 @@ impl Runc {
         }
         a.push(id.into());
         a.push(signal.to_string().into());
-        let log = bundle.join("log.json");
-        invoke::run(self.call("kill", id, Some(&log), a, CallStdio::Capture)).await?;
-        Ok(())
+        self.simple("kill", id, bundle, a).await
     }
 
     /// `runc delete`; `force` also kills a running container.
@@ -194,6 +189,37 @@ impl Runc {
         a.push(id.into());
         let log = bundle.map(|b| b.join("log.json"));
         invoke::run(self.call("delete", id, log.as_deref(), a, CallStdio::Capture)).await?;
+        Ok(())
+    }
+
+    pub async fn pause(&self, id: &str, bundle: &Path) -> Result<(), RuncError> {
+        self.simple("pause", id, bundle, vec![id.into()]).await
+    }
+
+    pub async fn resume(&self, id: &str, bundle: &Path) -> Result<(), RuncError> {
+        self.simple("resume", id, bundle, vec![id.into()]).await
+    }
+
+    /// `runc update --resources <file>` with OCI `LinuxResources` JSON in `resources`.
+    pub async fn update(&self, id: &str, bundle: &Path, resources: &Path) -> Result<(), RuncError> {
+        self.simple(
+            "update",
+            id,
+            bundle,
+            vec!["--resources".into(), resources.into(), id.into()],
+        )
+        .await
+    }
+
+    async fn simple(
+        &self,
+        verb: &'static str,
+        id: &str,
+        bundle: &Path,
+        args: Vec<OsString>,
+    ) -> Result<(), RuncError> {
+        let log = bundle.join("log.json");
+        invoke::run(self.call(verb, id, Some(&log), args, CallStdio::Capture)).await?;
         Ok(())
     }
 

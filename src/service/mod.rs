@@ -79,6 +79,7 @@ fn status_of(state: State) -> Status {
     match state {
         State::Created | State::Starting => Status::CREATED,
         State::Running => Status::RUNNING,
+        State::Paused => Status::PAUSED,
         State::Stopped(_) | State::Deleting => Status::STOPPED,
     }
 }
@@ -237,11 +238,13 @@ impl Service {
     }
 
     pub async fn pause(&self, req: api::PauseRequest) -> Result<Empty> {
-        Err(unimplemented("pause", &req.id))
+        self.get(&req.id)?.pause().await?;
+        Ok(Empty::new())
     }
 
     pub async fn resume(&self, req: api::ResumeRequest) -> Result<Empty> {
-        Err(unimplemented("resume", &req.id))
+        self.get(&req.id)?.resume().await?;
+        Ok(Empty::new())
     }
 
     pub async fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<Empty> {
@@ -303,7 +306,17 @@ impl Service {
     }
 
     pub async fn update(&self, req: api::UpdateTaskRequest) -> Result<Empty> {
-        Err(unimplemented("update", &req.id))
+        let c = self.get(&req.id)?;
+        let resources = req.resources.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+        // Validate here so a malformed request is InvalidArgument, not a runc failure.
+        if let Err(e) = serde_json::from_slice::<oci_spec::runtime::LinuxResources>(resources) {
+            return Err(Error::InvalidArgument(format!(
+                "update container {}: resources are not OCI LinuxResources JSON: {e}",
+                req.id
+            )));
+        }
+        c.update(resources).await?;
+        Ok(Empty::new())
     }
 
     pub async fn wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
