@@ -18,6 +18,10 @@ pub const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
 
 /// The runc settings of one container, with the Go shim's meaning for each field.
+///
+/// Serialized with snake_case keys (the bundle's `options.json`, as the Go shim writes it);
+/// read from a `ConfigPath` TOML with the keys of containerd's runc `options` table
+/// (`BinaryName`, `SystemdCgroup`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RuncOptions {
@@ -40,8 +44,8 @@ pub enum OptionsError {
     UnknownType(String),
     #[error("malformed {type_url} runtime options: {reason}")]
     Malformed { type_url: String, reason: String },
-    #[error("runtime options name a config file ({0}); reading runc settings from a ConfigPath file is not supported by this version of sluice")]
-    ConfigPathUnsupported(String),
+    #[error("cannot read runtime config {path}: {reason}")]
+    ConfigFile { path: String, reason: String },
 }
 
 /// Decodes the options of a `Create` request; no options at all means the defaults.
@@ -84,11 +88,62 @@ pub fn decode(any: Option<&Any>) -> Result<RuncOptions, OptionsError> {
             if config_path.is_empty() {
                 Ok(RuncOptions::default())
             } else {
-                Err(OptionsError::ConfigPathUnsupported(config_path))
+                from_config_file(&config_path)
             }
         }
         _ => Err(OptionsError::UnknownType(any.type_url.clone())),
     }
+}
+
+/// The keys of containerd's runc `options` table, as a runtime's `ConfigPath` TOML holds them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ConfigFile {
+    #[serde(default)]
+    binary_name: String,
+    #[serde(default)]
+    root: String,
+    #[serde(default)]
+    systemd_cgroup: bool,
+    #[serde(default)]
+    no_pivot_root: bool,
+    #[serde(default)]
+    no_new_keyring: bool,
+    #[serde(default)]
+    shim_cgroup: String,
+    #[serde(default)]
+    io_uid: u32,
+    #[serde(default)]
+    io_gid: u32,
+    #[serde(default)]
+    criu_path: String,
+    #[serde(default)]
+    criu_image_path: String,
+    #[serde(default)]
+    criu_work_path: String,
+}
+
+/// Reads runc settings from the TOML file a CRI runtime's `ConfigPath` names.
+pub fn from_config_file(path: &str) -> Result<RuncOptions, OptionsError> {
+    let err = |reason: String| OptionsError::ConfigFile {
+        path: path.to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let c: ConfigFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    Ok(RuncOptions {
+        binary_name: c.binary_name,
+        root: c.root,
+        systemd_cgroup: c.systemd_cgroup,
+        no_pivot_root: c.no_pivot_root,
+        no_new_keyring: c.no_new_keyring,
+        shim_cgroup: c.shim_cgroup,
+        io_uid: c.io_uid,
+        io_gid: c.io_gid,
+        criu_path: c.criu_path,
+        criu_image_path: c.criu_image_path,
+        criu_work_path: c.criu_work_path,
+    })
 }
 
 /// Field 2 (`config_path`) of `runtimeoptions.v1.Options`; the crate ships no type for it.
@@ -170,11 +225,37 @@ mod tests {
         );
     }
 
+    fn runtime_options(config_path: &str) -> Any {
+        let mut bytes = vec![18, config_path.len() as u8];
+        bytes.extend_from_slice(config_path.as_bytes());
+        any(RUNTIME_OPTIONS_TYPE, bytes)
+    }
+
     #[test]
-    fn runtime_options_with_config_path_say_so() {
-        let mut bytes = vec![18, 9];
-        bytes.extend_from_slice(b"/etc/x.tl");
-        let err = decode(Some(&any(RUNTIME_OPTIONS_TYPE, bytes))).unwrap_err();
-        assert_eq!(err, OptionsError::ConfigPathUnsupported("/etc/x.tl".into()));
+    fn config_path_toml_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runc.toml");
+        std::fs::write(
+            &path,
+            "BinaryName = \"/usr/local/bin/runc\"\nSystemdCgroup = true\nRoot = \"/run/r\"\nIoUid = 1000\n",
+        )
+        .unwrap();
+        let got = decode(Some(&runtime_options(path.to_str().unwrap()))).unwrap();
+        assert_eq!(got.binary_name, "/usr/local/bin/runc");
+        assert_eq!(got.root, "/run/r");
+        assert!(got.systemd_cgroup);
+        assert_eq!(got.io_uid, 1000);
+    }
+
+    #[test]
+    fn config_path_with_unknown_key_or_missing_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runc.toml");
+        std::fs::write(&path, "SystemdCgroups = true\n").unwrap();
+        let err = decode(Some(&runtime_options(path.to_str().unwrap()))).unwrap_err();
+        assert!(err.to_string().contains("SystemdCgroups"), "{err}");
+        let missing = dir.path().join("absent.toml");
+        let err = decode(Some(&runtime_options(missing.to_str().unwrap()))).unwrap_err();
+        assert!(err.to_string().contains("absent.toml"), "{err}");
     }
 }
