@@ -19,7 +19,7 @@ use sluice_shim_proto::{events::TaskEvent, options::RuncOptions};
 use crate::{
     error::{Error, Result},
     events::Publisher,
-    io::{ProcessIo, StdioPaths},
+    io::{IoContext, ProcessIo, StdioPaths},
     process::{ExitInfo, Kind, Op, Process, Snapshot, State},
     reaper::{self, ExitWatch},
     runc::{CreateOpts, ProcessStdio, Runc},
@@ -55,6 +55,8 @@ pub struct Container {
     pub bundle: PathBuf,
     runc: Runc,
     rootfs: Option<PathBuf>,
+    /// Stdio settings every exec of this container shares.
+    io_ctx: IoContext,
     init: Arc<Process>,
     /// Guarded: the exec map only; never held across runc.
     execs: Mutex<HashMap<String, Arc<Process>>>,
@@ -199,7 +201,13 @@ impl Container {
             Some(target)
         };
 
-        let (io, child) = match ProcessIo::start(&id, &req.stdio) {
+        let io_ctx = IoContext {
+            container_id: id.clone(),
+            namespace: env.namespace.clone(),
+            uid: req.options.io_uid,
+            gid: req.options.io_gid,
+        };
+        let (io, child) = match ProcessIo::start(&id, &req.stdio, &io_ctx).await {
             Ok(v) => v,
             Err(e) => {
                 if let Some(r) = &rootfs {
@@ -261,6 +269,7 @@ impl Container {
             bundle: req.bundle.clone(),
             runc,
             rootfs,
+            io_ctx,
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
@@ -391,7 +400,9 @@ impl Container {
         tokio::fs::write(&spec_file, &p.spec)
             .await
             .map_err(|e| Error::Internal(format!("{what}: write process spec: {e}")))?;
-        let (io, child) = ProcessIo::start(&p.label(), &p.stdio).map_err(|e| Error::io(what, e))?;
+        let (io, child) = ProcessIo::start(&p.label(), &p.stdio, &self.io_ctx)
+            .await
+            .map_err(|e| Error::io(what, e))?;
         let io = Arc::new(io);
         p.set_io(io.clone());
         let stdio = ProcessStdio {

@@ -52,7 +52,10 @@ impl Error {
     pub fn io(context: &str, e: IoError) -> Error {
         match e {
             IoError::Unsupported(_) => Error::InvalidArgument(format!("{context}: {e}")),
-            IoError::Pipe { .. } => Error::Internal(format!("{context}: {e}")),
+            IoError::Logger(_) => Error::FailedPrecondition(format!("{context}: {e}")),
+            IoError::Pipe { .. } | IoError::Chown { .. } => {
+                Error::Internal(format!("{context}: {e}"))
+            }
         }
     }
 

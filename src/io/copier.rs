@@ -11,6 +11,7 @@
 
 use std::{
     collections::VecDeque,
+    os::fd::OwnedFd,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -20,7 +21,7 @@ use std::{
 
 use log::{debug, warn};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::unix::pipe,
     sync::{watch, Notify},
 };
@@ -32,12 +33,52 @@ pub const QUEUE_CAP: usize = 4 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 
 /// Where the output goes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Sink {
     /// A FIFO that containerd (or its client) reads.
     Fifo(PathBuf),
+    /// A file, appended to (`file://`).
+    File(PathBuf),
+    /// The write end of a pipe a logging binary reads (`binary://`).
+    Pipe(OwnedFd),
     /// Nowhere: the process was started without this stream.
     Null,
+}
+
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Opens `sink`; `None` means everything will be discarded.
+async fn open(name: &str, sink: Sink, give_up: impl Fn() -> bool) -> Option<Writer> {
+    let opened: std::io::Result<Option<Writer>> = match sink {
+        Sink::Null => Ok(None),
+        Sink::Fifo(path) => match crate::io::fifo::open_writer(&path, give_up).await {
+            Ok(Some(w)) => Ok(Some(Box::new(w))),
+            Ok(None) => {
+                debug!("{name}: nobody opened {}; output discarded", path.display());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+        Sink::File(path) => {
+            if let Some(dir) = path.parent() {
+                let _ = tokio::fs::create_dir_all(dir).await;
+            }
+            tokio::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .await
+                .map(|f| Some(Box::new(f) as Writer))
+        }
+        Sink::Pipe(fd) => pipe::Sender::from_owned_fd(fd).map(|s| Some(Box::new(s) as Writer)),
+    };
+    match opened {
+        Ok(w) => w,
+        Err(e) => {
+            warn!("{name}: cannot open the output sink: {e}; discarding output");
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -178,34 +219,12 @@ async fn read_loop(shared: Arc<Shared>, mut source: pipe::Receiver) {
 }
 
 async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) {
-    let mut writer = match &sink {
-        Sink::Null => None,
-        Sink::Fifo(path) => match crate::io::fifo::open_writer(path, || {
-            // Keep trying while there is something to deliver, until the process is deleted.
-            let q = shared.queue();
-            q.dead || (q.eof && q.bytes == 0)
-        })
-        .await
-        {
-            Ok(Some(w)) => Some(w),
-            Ok(None) => {
-                warn!(
-                    "{}: fifo {} is gone; discarding output",
-                    shared.name,
-                    path.display()
-                );
-                None
-            }
-            Err(e) => {
-                warn!(
-                    "{}: cannot open {}: {e}; discarding output",
-                    shared.name,
-                    path.display()
-                );
-                None
-            }
-        },
-    };
+    let mut writer = open(&shared.name, sink, || {
+        // Keep trying while there is something to deliver, until the process is deleted.
+        let q = shared.queue();
+        q.dead || (q.eof && q.bytes == 0)
+    })
+    .await;
     if writer.is_none() {
         let mut q = shared.queue();
         q.dead = true;

@@ -6,10 +6,12 @@
 //! pipe while the shim waits for runc (DESIGN.md, the invariant). This module knows nothing of
 //! RPCs or runc; it hands out the child ends of the pipes and a [`Tail`] of stderr.
 
+pub mod binary;
 pub mod copier;
 pub mod fifo;
 pub mod pipe;
 pub mod stdin;
+pub mod uri;
 
 use std::{os::fd::OwnedFd, path::PathBuf, sync::Arc, time::Duration};
 
@@ -50,27 +52,83 @@ pub enum IoError {
         stream: &'static str,
         source: std::io::Error,
     },
-    #[error("unsupported stdio {0:?}: only FIFO paths are supported by this version of sluice")]
+    #[error("unsupported stdio {0:?}: expected a FIFO path, file:// or binary://")]
     Unsupported(String),
+    #[error("logging binary {0}")]
+    Logger(String),
+    #[error("cannot give the pipes to uid {uid} gid {gid}: {source}")]
+    Chown {
+        uid: u32,
+        gid: u32,
+        source: std::io::Error,
+    },
 }
 
-fn sink_for(path: &str) -> Result<Sink, IoError> {
-    if path.is_empty() {
-        return Ok(Sink::Null);
+/// Who the process is, for `binary://` loggers and pipe ownership.
+#[derive(Debug, Clone, Default)]
+pub struct IoContext {
+    pub container_id: String,
+    pub namespace: String,
+    /// Owner of the pipes (runc `IoUid`/`IoGid`), for processes running as another user.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The sinks of stdout and stderr; a `binary://` logger is started here.
+async fn sinks(paths: &StdioPaths, ctx: &IoContext) -> Result<(Sink, Sink), IoError> {
+    let out = uri::parse(&paths.stdout)?;
+    let err = uri::parse(&paths.stderr)?;
+    let logger = [&out, &err].into_iter().find_map(|t| match t {
+        uri::Target::Binary { path, args } => Some((path.clone(), args.clone())),
+        _ => None,
+    });
+    let Some((path, args)) = logger else {
+        return Ok((plain(out), plain(err)));
+    };
+    // One logger takes both streams; an end it is not given is closed (EOF at once).
+    let l = binary::start(&path, &args, &ctx.container_id, &ctx.namespace).await?;
+    let pick = |t: uri::Target, fd| match t {
+        uri::Target::Binary { .. } => Sink::Pipe(fd),
+        other => plain(other),
+    };
+    Ok((pick(out, l.stdout), pick(err, l.stderr)))
+}
+
+fn plain(t: uri::Target) -> Sink {
+    match t {
+        uri::Target::Fifo(p) => Sink::Fifo(p),
+        uri::Target::File(p) => Sink::File(p),
+        uri::Target::Null | uri::Target::Binary { .. } => Sink::Null,
     }
-    if path.contains("://") && !path.starts_with("fifo://") {
-        return Err(IoError::Unsupported(path.to_string()));
+}
+
+fn chown(fds: &[&OwnedFd], ctx: &IoContext) -> Result<(), IoError> {
+    if ctx.uid == 0 && ctx.gid == 0 {
+        return Ok(());
     }
-    Ok(Sink::Fifo(PathBuf::from(
-        path.trim_start_matches("fifo://"),
-    )))
+    for fd in fds {
+        nix::unistd::fchown(
+            *fd,
+            Some(nix::unistd::Uid::from_raw(ctx.uid)),
+            Some(nix::unistd::Gid::from_raw(ctx.gid)),
+        )
+        .map_err(|e| IoError::Chown {
+            uid: ctx.uid,
+            gid: ctx.gid,
+            source: e.into(),
+        })?;
+    }
+    Ok(())
 }
 
 impl ProcessIo {
     /// Creates the pipes and starts copying; `name` (container and exec ID) labels the log.
-    pub fn start(name: &str, paths: &StdioPaths) -> Result<(ProcessIo, ChildStdio), IoError> {
-        let stdout_sink = sink_for(&paths.stdout)?;
-        let stderr_sink = sink_for(&paths.stderr)?;
+    pub async fn start(
+        name: &str,
+        paths: &StdioPaths,
+        ctx: &IoContext,
+    ) -> Result<(ProcessIo, ChildStdio), IoError> {
+        let (stdout_sink, stderr_sink) = sinks(paths, ctx).await?;
         let pipe_err = |stream| move |source| IoError::Pipe { stream, source };
         let out = pipe::output().map_err(pipe_err("stdout"))?;
         let err = pipe::output().map_err(pipe_err("stderr"))?;
@@ -79,6 +137,11 @@ impl ProcessIo {
         } else {
             Some(pipe::input().map_err(pipe_err("stdin"))?)
         };
+        let mut ends = vec![&out.child, &out.ours, &err.child, &err.ours];
+        if let Some(p) = &input {
+            ends.extend([&p.child, &p.ours]);
+        }
+        chown(&ends, ctx)?;
         let out_rx = tpipe::Receiver::from_owned_fd(out.ours).map_err(pipe_err("stdout"))?;
         let err_rx = tpipe::Receiver::from_owned_fd(err.ours).map_err(pipe_err("stderr"))?;
         let tail = Arc::new(Tail::default());

@@ -111,9 +111,16 @@ mod tests {
         // 'p' wrong state (FailedPrecondition), 'f' already finished (NotFound).
         let table = ["yyyypp", "pypypp", "pypyyp", "pypppy", "pfyppp", "pfpppp"];
         for (state, row) in states.iter().zip(table) {
-            for (op, want) in [Op::Start, Op::Kill, Op::Delete, Op::Exec, Op::Pause, Op::Resume]
-                .into_iter()
-                .zip(row.chars())
+            for (op, want) in [
+                Op::Start,
+                Op::Kill,
+                Op::Delete,
+                Op::Exec,
+                Op::Pause,
+                Op::Resume,
+            ]
+            .into_iter()
+            .zip(row.chars())
             {
                 let got = match state.check(op) {
                     Ok(()) => 'y',

@@ -202,7 +202,9 @@ async fn run_with_process_io(
     runc: PathBuf,
     paths: &StdioPaths,
 ) -> (ProcessIo, Result<Vec<u8>, RuncError>) {
-    let (io, child) = ProcessIo::start("c1/e1", paths).expect("process io");
+    let (io, child) = ProcessIo::start("c1/e1", paths, &Default::default())
+        .await
+        .expect("process io");
     let stdio = CallStdio::Process {
         stdin: child.stdin,
         stdout: child.stdout,

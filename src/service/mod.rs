@@ -307,7 +307,11 @@ impl Service {
 
     pub async fn update(&self, req: api::UpdateTaskRequest) -> Result<Empty> {
         let c = self.get(&req.id)?;
-        let resources = req.resources.as_ref().map(|a| a.value.as_slice()).unwrap_or_default();
+        let resources = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or_default();
         // Validate here so a malformed request is InvalidArgument, not a runc failure.
         if let Err(e) = serde_json::from_slice::<oci_spec::runtime::LinuxResources>(resources) {
             return Err(Error::InvalidArgument(format!(
