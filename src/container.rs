@@ -22,7 +22,7 @@ use crate::{
     io::{IoContext, ProcessIo, StdioPaths},
     process::{ExitInfo, Kind, Op, Process, Snapshot, State},
     reaper::{self, ExitWatch},
-    runc::{CreateOpts, ProcessStdio, Runc},
+    runc::{CreateOpts, ProcessStdio, Runc, RuncError, RuncIo},
 };
 
 /// How long Delete waits for a process's output to reach containerd before closing it.
@@ -144,6 +144,51 @@ fn has_own_pid_namespace(bundle: &Path) -> bool {
         })
 }
 
+/// Runs a runc create or exec (`call`) with the process's stdio set up around it: pipes already
+/// being drained, or a console socket being accepted on. On failure the IO that was set up is
+/// returned with the error, so that what the process wrote can still be delivered.
+async fn run_with_io<F, Fut>(
+    what: &str,
+    name: &str,
+    stdio: &StdioPaths,
+    ctx: &IoContext,
+    call: F,
+) -> std::result::Result<Arc<ProcessIo>, (Option<Arc<ProcessIo>>, Error)>
+where
+    F: FnOnce(RuncIo) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), RuncError>>,
+{
+    if stdio.terminal {
+        let pending =
+            ProcessIo::prepare_terminal(name, stdio).map_err(|e| (None, Error::io(what, e)))?;
+        let socket = pending.socket_path().to_path_buf();
+        call(RuncIo::Console(socket))
+            .await
+            .map_err(|e| (None, Error::runc(what, e)))?;
+        let io = pending
+            .finish()
+            .await
+            .map_err(|e| (None, Error::io(what, e)))?;
+        return Ok(Arc::new(io));
+    }
+    let (io, child) = ProcessIo::start(name, stdio, ctx)
+        .await
+        .map_err(|e| (None, Error::io(what, e)))?;
+    let io = Arc::new(io);
+    let res = call(RuncIo::Pipes(ProcessStdio {
+        stdin: child.stdin,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        tail: io.runc_tail(),
+    }))
+    .await;
+    io.end_runc_phase();
+    match res {
+        Ok(()) => Ok(io),
+        Err(e) => Err((Some(io), Error::runc(what, e))),
+    }
+}
+
 async fn unmount(rootfs: &Path) {
     let target = rootfs.display().to_string();
     let res = tokio::task::spawn_blocking(move || {
@@ -164,11 +209,6 @@ impl Container {
         if !req.checkpoint.is_empty() {
             return Err(Error::Unimplemented(format!(
                 "create container {id}: restoring from a checkpoint is not supported by this version of sluice"
-            )));
-        }
-        if req.stdio.terminal {
-            return Err(Error::Unimplemented(format!(
-                "create container {id}: terminal (tty) processes are not supported by this version of sluice"
             )));
         }
         let runc = runc_for(&req.options, &env.namespace, env.deadline)?;
@@ -207,42 +247,37 @@ impl Container {
             uid: req.options.io_uid,
             gid: req.options.io_gid,
         };
-        let (io, child) = match ProcessIo::start(&id, &req.stdio, &io_ctx).await {
-            Ok(v) => v,
-            Err(e) => {
-                if let Some(r) = &rootfs {
-                    unmount(r).await;
-                }
-                return Err(Error::io(&format!("create container {id}"), e));
-            }
-        };
-        let io = Arc::new(io);
         let pid_file = req.bundle.join("init.pid");
         let opts = CreateOpts {
             no_pivot: req.options.no_pivot_root,
             no_new_keyring: req.options.no_new_keyring,
         };
-        let stdio = ProcessStdio {
-            stdin: child.stdin,
-            stdout: child.stdout,
-            stderr: child.stderr,
-            tail: io.runc_tail(),
+        let what = format!("create container {id}");
+        let created = run_with_io(&what, &id, &req.stdio, &io_ctx, |rio| {
+            runc.create(&id, &req.bundle, &pid_file, &opts, rio)
+        })
+        .await;
+        let created = match created {
+            Ok(io) => read_pid(&pid_file)
+                .await
+                .map(|pid| (io.clone(), pid))
+                .map_err(|e| {
+                    io.shutdown();
+                    Error::Internal(format!(
+                        "{what}: runc create left no pid in {}: {e}",
+                        pid_file.display()
+                    ))
+                }),
+            Err((io, e)) => {
+                if let Some(io) = io {
+                    io.shutdown();
+                }
+                Err(e)
+            }
         };
-        let created = runc.create(&id, &req.bundle, &pid_file, &opts, stdio).await;
-        io.end_runc_phase();
-        let pid = match created {
-            Ok(()) => read_pid(&pid_file).await.map_err(|e| {
-                Error::Internal(format!(
-                    "create container {id}: runc create left no pid in {}: {e}",
-                    pid_file.display()
-                ))
-            }),
-            Err(e) => Err(Error::runc(format!("create container {id}"), e)),
-        };
-        let pid = match pid {
-            Ok(p) => p,
+        let (io, pid) = match created {
+            Ok(v) => v,
             Err(e) => {
-                io.shutdown();
                 if let Err(de) = runc.delete(&id, Some(&req.bundle), true).await {
                     if !de.is_not_exist() {
                         warn!("cleaning up failed create of {id}: {de}");
@@ -307,12 +342,6 @@ impl Container {
 
     /// Registers an exec (not started); publishes TaskExecAdded.
     pub fn add_exec(&self, exec_id: &str, spec: Vec<u8>, stdio: StdioPaths) -> Result<()> {
-        if stdio.terminal {
-            return Err(Error::Unimplemented(format!(
-                "exec {exec_id} in container {}: terminal (tty) processes are not supported by this version of sluice",
-                self.id
-            )));
-        }
         self.init
             .check(Op::Exec)
             .map_err(|r| Error::refused(&format!("exec {exec_id} in container {}", self.id), r))?;
@@ -400,24 +429,22 @@ impl Container {
         tokio::fs::write(&spec_file, &p.spec)
             .await
             .map_err(|e| Error::Internal(format!("{what}: write process spec: {e}")))?;
-        let (io, child) = ProcessIo::start(&p.label(), &p.stdio, &self.io_ctx)
-            .await
-            .map_err(|e| Error::io(what, e))?;
-        let io = Arc::new(io);
-        p.set_io(io.clone());
-        let stdio = ProcessStdio {
-            stdin: child.stdin,
-            stdout: child.stdout,
-            stderr: child.stderr,
-            tail: io.runc_tail(),
-        };
-        let res = self
-            .runc
-            .exec(&self.id, &self.bundle, &spec_file, &pid_file, stdio)
-            .await;
-        io.end_runc_phase();
+        let res = run_with_io(what, &p.label(), &p.stdio, &self.io_ctx, |rio| {
+            self.runc
+                .exec(&self.id, &self.bundle, &spec_file, &pid_file, rio)
+        })
+        .await;
         let _ = tokio::fs::remove_file(&spec_file).await;
-        res.map_err(|e| Error::runc(what, e))?;
+        match res {
+            Ok(io) => p.set_io(io),
+            Err((io, e)) => {
+                // What the exec wrote before it failed still reaches the client.
+                if let Some(io) = io {
+                    p.set_io(io);
+                }
+                return Err(e);
+            }
+        }
         let pid = read_pid(&pid_file)
             .await
             .map_err(|e| Error::Internal(format!("{what}: runc exec left no pid: {e}")))?;
@@ -674,6 +701,17 @@ impl Container {
     pub async fn wait(&self, exec_id: &str) -> Result<ExitInfo> {
         let p = self.process(exec_id)?;
         Ok(p.wait().await)
+    }
+
+    pub fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let p = self.process(exec_id)?;
+        let what = format!("resize the terminal of {}", p.label());
+        let io = p.io().ok_or_else(|| {
+            Error::FailedPrecondition(format!("{what}: the process has not started"))
+        })?;
+        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        io.resize(clamp(width), clamp(height))
+            .map_err(|e| Error::FailedPrecondition(format!("{what}: {e}")))
     }
 
     pub fn close_stdin(&self, exec_id: &str) -> Result<()> {

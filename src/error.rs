@@ -53,6 +53,7 @@ impl Error {
         match e {
             IoError::Unsupported(_) => Error::InvalidArgument(format!("{context}: {e}")),
             IoError::Logger(_) => Error::FailedPrecondition(format!("{context}: {e}")),
+            IoError::Terminal(_) => Error::Internal(format!("{context}: {e}")),
             IoError::Pipe { .. } | IoError::Chown { .. } => {
                 Error::Internal(format!("{context}: {e}"))
             }

@@ -21,7 +21,7 @@ use std::{
 
 use log::{debug, warn};
 use tokio::{
-    io::{AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::unix::pipe,
     sync::{watch, Notify},
 };
@@ -117,7 +117,7 @@ impl OutputCopier {
     /// `name` says whose stream it is, for the log.
     pub fn start(
         name: String,
-        source: pipe::Receiver,
+        source: impl AsyncRead + Send + Unpin + 'static,
         sink: Sink,
         tail: Option<Arc<Tail>>,
     ) -> OutputCopier {
@@ -162,7 +162,7 @@ impl OutputCopier {
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, mut source: pipe::Receiver) {
+async fn read_loop(shared: Arc<Shared>, mut source: impl AsyncRead + Unpin) {
     let mut buf = vec![0u8; CHUNK];
     let mut warned = false;
     loop {

@@ -7,6 +7,7 @@
 //! RPCs or runc; it hands out the child ends of the pipes and a [`Tail`] of stderr.
 
 pub mod binary;
+pub mod console;
 pub mod copier;
 pub mod fifo;
 pub mod pipe;
@@ -40,9 +41,58 @@ pub struct ChildStdio {
 /// The shim's side of one process's stdio.
 pub struct ProcessIo {
     stdout: OutputCopier,
-    stderr: OutputCopier,
+    /// None with a terminal: the pty merges both streams.
+    stderr: Option<OutputCopier>,
     stdin: Option<StdinCopier>,
     tail: Arc<Tail>,
+    /// The pty master, for resizing.
+    console: Option<OwnedFd>,
+}
+
+/// A terminal process whose pty runc has not sent yet.
+pub struct PendingTerminal {
+    name: String,
+    paths: StdioPaths,
+    socket: console::ConsoleSocket,
+}
+
+impl PendingTerminal {
+    /// The `--console-socket` to give runc.
+    pub fn socket_path(&self) -> &std::path::Path {
+        self.socket.path()
+    }
+
+    /// Takes the pty master runc sent and starts copying between it and the FIFOs.
+    pub async fn finish(self) -> Result<ProcessIo, IoError> {
+        let term = |e: std::io::Error| IoError::Terminal(e.to_string());
+        let master = self.socket.master().await.map_err(term)?;
+        let reader = console::Pty::new(master.try_clone().map_err(term)?).map_err(term)?;
+        let stdout = OutputCopier::start(
+            format!("{} terminal", self.name),
+            reader,
+            plain(uri::parse(&self.paths.stdout)?),
+            None,
+        );
+        // runc is done: the terminal's output has the stock flow control from the start.
+        stdout.end_runc_phase();
+        let stdin = if self.paths.stdin.is_empty() {
+            None
+        } else {
+            let writer = console::Pty::new(master.try_clone().map_err(term)?).map_err(term)?;
+            Some(StdinCopier::start(
+                format!("{} stdin", self.name),
+                PathBuf::from(&self.paths.stdin),
+                writer,
+            ))
+        };
+        Ok(ProcessIo {
+            stdout,
+            stderr: None,
+            stdin,
+            tail: Arc::new(Tail::default()),
+            console: Some(master),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +106,8 @@ pub enum IoError {
     Unsupported(String),
     #[error("logging binary {0}")]
     Logger(String),
+    #[error("terminal: {0}")]
+    Terminal(String),
     #[error("cannot give the pipes to uid {uid} gid {gid}: {source}")]
     Chown {
         uid: u32,
@@ -164,9 +216,10 @@ impl ProcessIo {
         Ok((
             ProcessIo {
                 stdout,
-                stderr,
+                stderr: Some(stderr),
                 stdin,
                 tail,
+                console: None,
             },
             ChildStdio {
                 stdin: child_stdin,
@@ -184,7 +237,40 @@ impl ProcessIo {
     /// runc has returned; the process's own output keeps the stock shim's flow control.
     pub fn end_runc_phase(&self) {
         self.stdout.end_runc_phase();
-        self.stderr.end_runc_phase();
+        if let Some(e) = &self.stderr {
+            e.end_runc_phase();
+        }
+    }
+
+    /// Prepares a terminal process: a console socket for runc, copies once the pty arrives.
+    pub fn prepare_terminal(name: &str, paths: &StdioPaths) -> Result<PendingTerminal, IoError> {
+        if !paths.stderr.is_empty() && paths.stderr != paths.stdout {
+            log::debug!("{name}: stderr is merged into stdout on a terminal");
+        }
+        // Only FIFOs and files make sense for a terminal; fail early on anything else.
+        if let uri::Target::Binary { .. } = uri::parse(&paths.stdout)? {
+            return Err(IoError::Unsupported(format!(
+                "{}: a terminal cannot be given to a logging binary",
+                paths.stdout
+            )));
+        }
+        let socket =
+            console::ConsoleSocket::bind().map_err(|e| IoError::Terminal(e.to_string()))?;
+        Ok(PendingTerminal {
+            name: name.to_string(),
+            paths: paths.clone(),
+            socket,
+        })
+    }
+
+    /// Sets the terminal's window size; an error if the process has no terminal.
+    pub fn resize(&self, width: u16, height: u16) -> Result<(), IoError> {
+        match &self.console {
+            Some(m) => {
+                console::resize(m, width, height).map_err(|e| IoError::Terminal(e.to_string()))
+            }
+            None => Err(IoError::Terminal("the process has no terminal".into())),
+        }
     }
 
     pub fn close_stdin(&self) {
@@ -197,7 +283,9 @@ impl ProcessIo {
     pub async fn wait_delivered(&self, limit: Duration) -> bool {
         tokio::time::timeout(limit, async {
             self.stdout.wait().await;
-            self.stderr.wait().await;
+            if let Some(e) = &self.stderr {
+                e.wait().await;
+            }
         })
         .await
         .is_ok()
@@ -206,7 +294,9 @@ impl ProcessIo {
     /// The process is gone for good: stop delivering, release stdin.
     pub fn shutdown(&self) {
         self.stdout.abandon();
-        self.stderr.abandon();
+        if let Some(e) = &self.stderr {
+            e.abandon();
+        }
         self.close_stdin();
     }
 }

@@ -4,7 +4,7 @@ use std::{io, path::PathBuf, sync::Arc};
 
 use log::{debug, warn};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::unix::pipe,
     sync::Notify,
 };
@@ -15,7 +15,11 @@ pub struct StdinCopier {
 }
 
 impl StdinCopier {
-    pub fn start(name: String, path: PathBuf, target: pipe::Sender) -> StdinCopier {
+    pub fn start(
+        name: String,
+        path: PathBuf,
+        target: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> StdinCopier {
         let close = Arc::new(Notify::new());
         tokio::spawn(copy(name, path, target, close.clone()));
         StdinCopier { close }
@@ -27,7 +31,12 @@ impl StdinCopier {
     }
 }
 
-async fn copy(name: String, path: PathBuf, mut target: pipe::Sender, close: Arc<Notify>) {
+async fn copy(
+    name: String,
+    path: PathBuf,
+    mut target: impl AsyncWrite + Unpin,
+    close: Arc<Notify>,
+) {
     let mut source = match super::fifo::open_reader(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -65,7 +74,7 @@ async fn copy(name: String, path: PathBuf, mut target: pipe::Sender, close: Arc<
 async fn drain_ready(
     name: &str,
     source: &mut pipe::Receiver,
-    target: &mut pipe::Sender,
+    target: &mut (impl AsyncWrite + Unpin),
     buf: &mut [u8],
 ) {
     loop {

@@ -45,6 +45,14 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
 }
 
+/// How the process of a create or exec gets its stdio.
+pub enum RuncIo {
+    /// Pipes (runc's own stdio too).
+    Pipes(ProcessStdio),
+    /// A terminal: runc sends the pty master to this console socket.
+    Console(PathBuf),
+}
+
 /// The stdio of a create or exec: the process's pipes, and the record of its stderr.
 pub struct ProcessStdio {
     pub stdin: Option<std::os::fd::OwnedFd>,
@@ -113,7 +121,7 @@ impl Runc {
         bundle: &Path,
         pid_file: &Path,
         opts: &CreateOpts,
-        stdio: ProcessStdio,
+        io: RuncIo,
     ) -> Result<(), RuncError> {
         let mut a: Vec<OsString> = vec![
             "--bundle".into(),
@@ -127,9 +135,10 @@ impl Runc {
         if opts.no_new_keyring {
             a.push("--no-new-keyring".into());
         }
+        let stdio = with_io(&mut a, io);
         a.push(id.into());
         let log = bundle.join("log.json");
-        invoke::run(self.call("create", id, Some(&log), a, process_stdio(stdio))).await?;
+        invoke::run(self.call("create", id, Some(&log), a, stdio)).await?;
         Ok(())
     }
 
@@ -144,18 +153,19 @@ impl Runc {
         bundle: &Path,
         process_json: &Path,
         pid_file: &Path,
-        stdio: ProcessStdio,
+        io: RuncIo,
     ) -> Result<(), RuncError> {
-        let a: Vec<OsString> = vec![
+        let mut a: Vec<OsString> = vec![
             "--detach".into(),
             "--pid-file".into(),
             pid_file.into(),
             "--process".into(),
             process_json.into(),
-            id.into(),
         ];
+        let stdio = with_io(&mut a, io);
+        a.push(id.into());
         let log = bundle.join("log.json");
-        invoke::run(self.call("exec", id, Some(&log), a, process_stdio(stdio))).await?;
+        invoke::run(self.call("exec", id, Some(&log), a, stdio)).await?;
         Ok(())
     }
 
@@ -242,12 +252,19 @@ impl Runc {
     }
 }
 
-fn process_stdio(s: ProcessStdio) -> CallStdio {
-    CallStdio::Process {
-        stdin: s.stdin,
-        stdout: s.stdout,
-        stderr: s.stderr,
-        tail: s.tail,
+/// runc's stdio for `io`, adding `--console-socket` to `args` for a terminal.
+fn with_io(args: &mut Vec<OsString>, io: RuncIo) -> CallStdio {
+    match io {
+        RuncIo::Pipes(s) => CallStdio::Process {
+            stdin: s.stdin,
+            stdout: s.stdout,
+            stderr: s.stderr,
+            tail: s.tail,
+        },
+        RuncIo::Console(socket) => {
+            args.extend(["--console-socket".into(), socket.into()]);
+            CallStdio::Capture
+        }
     }
 }
 

@@ -293,7 +293,10 @@ impl Service {
     }
 
     pub async fn resize_pty(&self, req: api::ResizePtyRequest) -> Result<Empty> {
-        Err(unimplemented("resize the terminal of", &req.id))
+        check_exec_id(&req.exec_id)?;
+        self.get(&req.id)?
+            .resize_pty(&req.exec_id, req.width, req.height)?;
+        Ok(Empty::new())
     }
 
     pub async fn close_io(&self, req: api::CloseIORequest) -> Result<Empty> {
