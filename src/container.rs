@@ -715,10 +715,7 @@ impl Container {
     }
 
     pub fn close_stdin(&self, exec_id: &str) -> Result<()> {
-        let p = self.process(exec_id)?;
-        if let Some(io) = p.io() {
-            io.close_stdin();
-        }
+        self.process(exec_id)?.close_stdin();
         Ok(())
     }
 

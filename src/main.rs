@@ -1,5 +1,6 @@
 //! containerd-shim-sluice-v2: a containerd runc shim (v2) that never deadlocks on runc's pipes.
 
+mod cgroup;
 mod container;
 mod error;
 mod events;

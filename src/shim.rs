@@ -42,6 +42,8 @@ pub struct SluiceShim {
     namespace: String,
     id: String,
     bundle: PathBuf,
+    /// The socket this server listens on (`-socket`).
+    socket: String,
 }
 
 /// The config the crate's runner needs: our own reaper and logger.
@@ -153,6 +155,7 @@ impl containerd_shim::Shim for SluiceShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             bundle,
+            socket: args.socket.clone(),
         }
     }
 
@@ -204,6 +207,17 @@ impl containerd_shim::Shim for SluiceShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        // The crate removes the socket named in `./address`, but our working directory is the
+        // first container's bundle, which containerd may have deleted already (a group outlives
+        // its first container): remove the socket we were told to serve on ourselves.
+        if !self.socket.is_empty() {
+            let path = socket_path(&self.socket);
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!("cannot remove socket {path}: {e}");
+                }
+            }
+        }
     }
 
     async fn create_task_service(&self, _publisher: RemotePublisher) -> Service {

@@ -35,6 +35,8 @@ struct Inner {
     state: State,
     pid: u32,
     io: Option<Arc<ProcessIo>>,
+    /// CloseIO came before the process had its stdio: close stdin as soon as it does.
+    stdin_closed: bool,
 }
 
 /// What `State` reports about a process.
@@ -62,6 +64,7 @@ impl Process {
                 state: State::Created,
                 pid: 0,
                 io: None,
+                stdin_closed: false,
             }),
             exited: watch::channel(None).0,
         }
@@ -160,7 +163,20 @@ impl Process {
     }
 
     pub fn set_io(&self, io: Arc<ProcessIo>) {
-        self.inner().io = Some(io);
+        let mut i = self.inner();
+        if i.stdin_closed {
+            io.close_stdin();
+        }
+        i.io = Some(io);
+    }
+
+    /// CloseIO: close stdin now, or as soon as the process has its stdio.
+    pub fn close_stdin(&self) {
+        let mut i = self.inner();
+        i.stdin_closed = true;
+        if let Some(io) = &i.io {
+            io.close_stdin();
+        }
     }
 
     pub fn io(&self) -> Option<Arc<ProcessIo>> {

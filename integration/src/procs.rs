@@ -1,0 +1,120 @@
+//! Finding and killing this test's processes through /proc.
+//!
+//! Processes are always picked by something unique to one test (its temp dir, its containerd
+//! socket, its runc root, its cgroup), never by a program name, so parallel tests and anything
+//! else on the machine are left alone.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cmd::poll;
+
+/// A snapshot of one process.
+#[derive(Clone, Debug)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub argv: Vec<String>,
+    /// Where /proc/<pid>/exe points (empty for kernel threads, zombies or vanished processes).
+    pub exe: PathBuf,
+    /// Kernel function the process sleeps in, e.g. `pipe_write` (for diagnostics).
+    pub wchan: String,
+    /// The process's cgroup paths, one per hierarchy line of /proc/<pid>/cgroup.
+    pub cgroups: Vec<String>,
+}
+
+impl ProcInfo {
+    pub fn cmdline(&self) -> String {
+        self.argv.join(" ")
+    }
+
+    /// True when the program (argv[0] or the executable) is called `name`.
+    pub fn is_program(&self, name: &str) -> bool {
+        let base = |p: &str| {
+            Path::new(p)
+                .file_name()
+                .map(|f| f.to_string_lossy() == name)
+        };
+        self.argv.first().and_then(|a| base(a)).unwrap_or(false)
+            || base(&self.exe.to_string_lossy()).unwrap_or(false)
+    }
+
+    /// True when `flag` is immediately followed by `value` in argv (e.g. `-address <sock>`).
+    pub fn has_arg_pair(&self, flag: &str, value: &str) -> bool {
+        self.argv.windows(2).any(|w| w[0] == flag && w[1] == value)
+    }
+}
+
+fn read_proc(pid: i32) -> Option<ProcInfo> {
+    let base = PathBuf::from(format!("/proc/{pid}"));
+    let raw = fs::read(base.join("cmdline")).ok()?;
+    let argv = raw
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let stat = fs::read_to_string(base.join("stat")).ok()?;
+    // The command name in stat may contain spaces and parentheses: parse after the last ')'.
+    let ppid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    Some(ProcInfo {
+        pid,
+        ppid,
+        argv,
+        exe: fs::read_link(base.join("exe")).unwrap_or_default(),
+        wchan: fs::read_to_string(base.join("wchan")).unwrap_or_default(),
+        cgroups: fs::read_to_string(base.join("cgroup"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_string))
+            .collect(),
+    })
+}
+
+/// Every process on the machine except ourselves.
+pub fn all() -> Vec<ProcInfo> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(read_proc)
+        .collect()
+}
+
+pub fn find(mut pred: impl FnMut(&ProcInfo) -> bool) -> Vec<ProcInfo> {
+    all().into_iter().filter(|p| pred(p)).collect()
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie has finished for our purposes: its parent (init, for shims) reaps it later.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => false,
+    }
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects; a stale pid just yields ESRCH.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// SIGKILLs `pids` and waits (bounded) until they are gone. Returns the ones still alive.
+pub fn kill_all(pids: &[i32], timeout: Duration) -> Vec<i32> {
+    for &pid in pids {
+        signal(pid, libc::SIGKILL);
+    }
+    poll(timeout, || pids.iter().all(|&p| !alive(p)).then_some(()));
+    pids.iter().copied().filter(|&p| alive(p)).collect()
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Prepares a Debian machine for building and testing sluice, then builds the workspace.
+#
+#   - installs containerd, runc and busybox-static if missing (never starts containerd: the
+#     tests and the demo run their own private containerd);
+#   - checks that cargo is there;
+#   - builds every binary of the workspace (debug): the shim and the fault-injecting runc.
+#
+# Idempotent; needs root for the package step only. No standard input is read.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PACKAGES=(containerd runc busybox-static)
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    [[ $EUID -eq 0 ]] || die "need root to install: ${missing[*]}"
+    say "installing ${missing[*]}"
+    # A policy-rc.d answering 101 keeps package scripts from starting the system containerd
+    # service during the install (honoured by invoke-rc.d and deb-systemd-invoke). Only ours
+    # is removed afterwards.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    cleanup_policy() { if ((own_policy)); then rm -f "$policy"; fi; }
+    trap cleanup_policy EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    cleanup_policy
+    trap - EXIT
+fi
+
+for tool in containerd ctr runc containerd-shim-runc-v2 busybox; do
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v "$tool" >/dev/null \
+        || die "$tool is still missing after installing ${PACKAGES[*]}"
+done
+
+if ! command -v cargo >/dev/null 2>&1; then
+    # rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.
+    if [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+        export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    else
+        die "cargo not found: install a Rust toolchain (rustup, Rust >= 1.80) and retry"
+    fi
+fi
+
+say "building the workspace (cargo build --workspace --bins)"
+cd "$ROOT"
+cargo build --workspace --bins
+say "ok: $(cargo --version), containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -n1)"
