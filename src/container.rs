@@ -17,6 +17,7 @@ use log::{debug, info, warn};
 use sluice_shim_proto::{events::TaskEvent, options::RuncOptions};
 
 use crate::{
+    cgroup::{CgroupError, CgroupFs},
     error::{Error, Result},
     events::Publisher,
     io::{IoContext, ProcessIo, StdioPaths},
@@ -64,6 +65,8 @@ pub struct Container {
     /// never overtake the exit of an exec that is still running.
     order: Mutex<ExitOrder>,
     publisher: Publisher,
+    /// Publishes TaskOOM for this container's cgroup; stopped at delete.
+    oom_watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The container shares the host's (or another) pid namespace: its processes do not die
     /// with init, so they are killed when init exits (the Go shim's `ShouldKillAllOnExit`).
     kill_all_on_exit: bool,
@@ -310,7 +313,9 @@ impl Container {
             execs: Mutex::new(HashMap::new()),
             order: Mutex::new(ExitOrder::default()),
             publisher: env.publisher.clone(),
+            oom_watch: Mutex::new(None),
         });
+        container.watch_oom(pid);
         container.publisher.publish(TaskEvent::Create {
             container_id: id.clone(),
             bundle: req.bundle.display().to_string(),
@@ -465,6 +470,46 @@ impl Container {
         Ok(pid)
     }
 
+    /// Publishes TaskOOM whenever the kernel's OOM killer acts in this container's cgroup.
+    fn watch_oom(&self, pid: u32) {
+        let watcher = CgroupFs::host()
+            .for_pid(pid)
+            .and_then(|cg| cg.oom_watcher());
+        let mut watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                warn!("container {}: no OOM events: {e}", self.id);
+                return;
+            }
+        };
+        let publisher = self.publisher.clone();
+        let id = self.id.clone();
+        let task = tokio::spawn(async move {
+            while watcher.next().await.is_some() {
+                info!("container {id}: out of memory");
+                publisher.publish(TaskEvent::Oom {
+                    container_id: id.clone(),
+                });
+            }
+        });
+        *lock(&self.oom_watch) = Some(task);
+    }
+
+    /// The container's cgroup metrics, as the `Any` containerd's `Stats` expects.
+    pub fn stats(&self) -> Result<containerd_shim::protos::protobuf::well_known_types::any::Any> {
+        let what = format!("stats of container {}", self.id);
+        let pid = self.init.pid();
+        CgroupFs::host()
+            .for_pid(pid)
+            .and_then(|cg| cg.metrics_any())
+            .map_err(|e| match e {
+                CgroupError::Gone { .. } | CgroupError::ProcCgroup { .. } => {
+                    Error::NotFound(format!("{what}: {e}"))
+                }
+                e => Error::Internal(format!("{what}: {e}")),
+            })
+    }
+
     fn watch_exit(self: &Arc<Self>, p: Arc<Process>, watch: ExitWatch) {
         let c = self.clone();
         tokio::spawn(async move {
@@ -617,6 +662,9 @@ impl Container {
         }
         if let Some(r) = &self.rootfs {
             unmount(r).await;
+        }
+        if let Some(t) = lock(&self.oom_watch).take() {
+            t.abort();
         }
         // A created (never started) init is killed by runc delete; its exit comes via the reaper.
         let exit = match self.init.exit() {

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use containerd_shim_protos::{
     events::task::{
-        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
-        TaskResumed, TaskStart,
+        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
+        TaskPaused, TaskResumed, TaskStart,
     },
     protobuf::{well_known_types::any::Any, MessageField, MessageFull},
     topics,
@@ -65,6 +65,9 @@ pub enum TaskEvent {
     Resumed {
         container_id: String,
     },
+    Oom {
+        container_id: String,
+    },
 }
 
 impl TaskEvent {
@@ -78,6 +81,7 @@ impl TaskEvent {
             TaskEvent::Delete { .. } => topics::TASK_DELETE_EVENT_TOPIC,
             TaskEvent::Paused { .. } => topics::TASK_PAUSED_EVENT_TOPIC,
             TaskEvent::Resumed { .. } => topics::TASK_RESUMED_EVENT_TOPIC,
+            TaskEvent::Oom { .. } => topics::TASK_OOM_EVENT_TOPIC,
         }
     }
 
@@ -90,7 +94,8 @@ impl TaskEvent {
             | TaskEvent::Exit { container_id, .. }
             | TaskEvent::Delete { container_id, .. }
             | TaskEvent::Paused { container_id }
-            | TaskEvent::Resumed { container_id } => container_id,
+            | TaskEvent::Resumed { container_id }
+            | TaskEvent::Oom { container_id } => container_id,
         }
     }
 
@@ -182,6 +187,10 @@ impl TaskEvent {
                 container_id,
                 ..Default::default()
             })?,
+            TaskEvent::Oom { container_id } => pack(TaskOOM {
+                container_id,
+                ..Default::default()
+            })?,
         };
         Ok(Any {
             type_url,
@@ -267,6 +276,9 @@ mod tests {
                 container_id: "c".into(),
             },
             TaskEvent::Resumed {
+                container_id: "c".into(),
+            },
+            TaskEvent::Oom {
                 container_id: "c".into(),
             },
         ];

@@ -16,7 +16,6 @@
 //! this module knowingly differs say so next to the code.
 
 // Wired into the service by the Stats/OOM work.
-#![allow(dead_code)]
 
 mod oom;
 mod parse;
@@ -236,6 +235,7 @@ enum Kind {
 }
 
 impl ContainerCgroup {
+    #[cfg(test)]
     pub fn hierarchy(&self) -> Hierarchy {
         match self.kind {
             Kind::V1(_) => Hierarchy::V1,

@@ -337,7 +337,11 @@ impl Service {
     }
 
     pub async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
-        Err(unimplemented("collect stats of", &req.id))
+        let stats = self.get(&req.id)?.stats()?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
     }
 
     pub async fn connect(&self, req: api::ConnectRequest) -> Result<api::ConnectResponse> {
