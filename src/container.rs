@@ -14,7 +14,10 @@ use std::{
 
 use containerd_shim::protos::api::Mount;
 use log::{debug, info, warn};
-use sluice_shim_proto::{events::TaskEvent, options::RuncOptions};
+use sluice_shim_proto::{
+    events::TaskEvent,
+    options::{CheckpointSettings, RuncOptions},
+};
 
 use crate::{
     cgroup::{CgroupError, CgroupFs},
@@ -23,7 +26,7 @@ use crate::{
     io::{IoContext, ProcessIo, StdioPaths},
     process::{ExitInfo, Kind, Op, Process, Snapshot, State},
     reaper::{self, ExitWatch},
-    runc::{CreateOpts, ProcessStdio, Runc, RuncError, RuncIo},
+    runc::{CheckpointArgs, CreateOpts, ProcessStdio, Runc, RuncError, RuncIo},
 };
 
 /// How long Delete waits for a process's output to reach containerd before closing it.
@@ -67,9 +70,16 @@ pub struct Container {
     publisher: Publisher,
     /// Publishes TaskOOM for this container's cgroup; stopped at delete.
     oom_watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set until Start restores the container from a checkpoint.
+    restore: Mutex<Option<Restore>>,
     /// The container shares the host's (or another) pid namespace: its processes do not die
     /// with init, so they are killed when init exits (the Go shim's `ShouldKillAllOnExit`).
     kill_all_on_exit: bool,
+}
+
+struct Restore {
+    args: CheckpointArgs,
+    opts: CreateOpts,
 }
 
 #[derive(Default)]
@@ -111,6 +121,7 @@ pub fn runc_for(options: &RuncOptions, namespace: &str, deadline: Duration) -> R
         binary,
         root: Path::new(root).join(namespace),
         systemd_cgroup: options.systemd_cgroup,
+        criu: (!options.criu_path.is_empty()).then(|| PathBuf::from(&options.criu_path)),
         deadline,
     })
 }
@@ -209,11 +220,6 @@ impl Container {
     /// `runc create` with the process's pipes already drained; publishes TaskCreate.
     pub async fn create(env: &Env, req: CreateRequest) -> Result<Arc<Container>> {
         let id = req.id.clone();
-        if !req.checkpoint.is_empty() {
-            return Err(Error::Unimplemented(format!(
-                "create container {id}: restoring from a checkpoint is not supported by this version of sluice"
-            )));
-        }
         let runc = runc_for(&req.options, &env.namespace, env.deadline)?;
         let options_json = serde_json::to_vec(&req.options)
             .map_err(|e| Error::Internal(format!("create container {id}: encode options: {e}")))?;
@@ -250,14 +256,93 @@ impl Container {
             uid: req.options.io_uid,
             gid: req.options.io_gid,
         };
-        let pid_file = req.bundle.join("init.pid");
         let opts = CreateOpts {
             no_pivot: req.options.no_pivot_root,
             no_new_keyring: req.options.no_new_keyring,
         };
+        // A container created from a checkpoint is restored by Start, as the Go shim does.
+        let restore = (!req.checkpoint.is_empty()).then(|| Restore {
+            args: CheckpointArgs {
+                image_path: PathBuf::from(&req.checkpoint),
+                work_path: if req.options.criu_work_path.is_empty() {
+                    req.bundle.join("criu-work")
+                } else {
+                    PathBuf::from(&req.options.criu_work_path)
+                },
+                ..Default::default()
+            },
+            opts: opts.clone(),
+        });
+        let (io, pid) = if restore.is_some() {
+            (None, 0)
+        } else {
+            let (io, pid) =
+                Self::run_create(&id, &req, &runc, &opts, &io_ctx, rootfs.as_deref()).await?;
+            (Some(io), pid)
+        };
+
+        let init = Arc::new(Process::new(
+            id.clone(),
+            id.clone(),
+            Kind::Init,
+            req.stdio.clone(),
+            Vec::new(),
+        ));
+        init.set_pid(pid);
+        if let Some(io) = io {
+            init.set_io(io);
+        }
+        let container = Arc::new(Container {
+            id: id.clone(),
+            bundle: req.bundle.clone(),
+            runc,
+            rootfs,
+            io_ctx,
+            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            init: init.clone(),
+            execs: Mutex::new(HashMap::new()),
+            order: Mutex::new(ExitOrder::default()),
+            publisher: env.publisher.clone(),
+            oom_watch: Mutex::new(None),
+            restore: Mutex::new(restore),
+        });
+        container.publisher.publish(TaskEvent::Create {
+            container_id: id.clone(),
+            bundle: req.bundle.display().to_string(),
+            rootfs: req.rootfs,
+            stdin: req.stdio.stdin,
+            stdout: req.stdio.stdout,
+            stderr: req.stdio.stderr,
+            terminal: req.stdio.terminal,
+            checkpoint: req.checkpoint.clone(),
+            pid,
+        });
+        if pid != 0 {
+            container.watch_oom(pid);
+            container.watch_exit(init, reaper::watch(pid as i32));
+            info!("created container {id} with init pid {pid}");
+        } else {
+            info!(
+                "created container {id}, to be restored from {}",
+                req.checkpoint
+            );
+        }
+        Ok(container)
+    }
+
+    /// `runc create` with the process's stdio set up around it; undoes what it can on failure.
+    async fn run_create(
+        id: &str,
+        req: &CreateRequest,
+        runc: &Runc,
+        opts: &CreateOpts,
+        io_ctx: &IoContext,
+        rootfs: Option<&Path>,
+    ) -> Result<(Arc<ProcessIo>, u32)> {
+        let pid_file = req.bundle.join("init.pid");
         let what = format!("create container {id}");
-        let created = run_with_io(&what, &id, &req.stdio, &io_ctx, |rio| {
-            runc.create(&id, &req.bundle, &pid_file, &opts, rio)
+        let created = run_with_io(&what, id, &req.stdio, io_ctx, |rio| {
+            runc.create(id, &req.bundle, &pid_file, opts, rio)
         })
         .await;
         let created = match created {
@@ -281,55 +366,19 @@ impl Container {
         let (io, pid) = match created {
             Ok(v) => v,
             Err(e) => {
-                if let Err(de) = runc.delete(&id, Some(&req.bundle), true).await {
+                if let Err(de) = runc.delete(id, Some(&req.bundle), true).await {
                     if !de.is_not_exist() {
                         warn!("cleaning up failed create of {id}: {de}");
                     }
                 }
-                if let Some(r) = &rootfs {
+                if let Some(r) = rootfs {
                     unmount(r).await;
                 }
                 return Err(e);
             }
         };
 
-        let init = Arc::new(Process::new(
-            id.clone(),
-            id.clone(),
-            Kind::Init,
-            req.stdio.clone(),
-            Vec::new(),
-        ));
-        init.set_pid(pid);
-        init.set_io(io);
-        let container = Arc::new(Container {
-            id: id.clone(),
-            bundle: req.bundle.clone(),
-            runc,
-            rootfs,
-            io_ctx,
-            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
-            init: init.clone(),
-            execs: Mutex::new(HashMap::new()),
-            order: Mutex::new(ExitOrder::default()),
-            publisher: env.publisher.clone(),
-            oom_watch: Mutex::new(None),
-        });
-        container.watch_oom(pid);
-        container.publisher.publish(TaskEvent::Create {
-            container_id: id.clone(),
-            bundle: req.bundle.display().to_string(),
-            rootfs: req.rootfs,
-            stdin: req.stdio.stdin,
-            stdout: req.stdio.stdout,
-            stderr: req.stdio.stderr,
-            terminal: req.stdio.terminal,
-            checkpoint: String::new(),
-            pid,
-        });
-        container.watch_exit(init, reaper::watch(pid as i32));
-        info!("created container {id} with init pid {pid}");
-        Ok(container)
+        Ok((io, pid))
     }
 
     pub fn init_pid(&self) -> u32 {
@@ -383,15 +432,25 @@ impl Container {
         }
     }
 
-    async fn start_init(&self) -> Result<u32> {
+    async fn start_init(self: &Arc<Self>) -> Result<u32> {
         let what = format!("start container {}", self.id);
         let prev = self
             .init
             .begin(Op::Start, State::Starting)
             .map_err(|r| Error::refused(&what, r))?;
-        if let Err(e) = self.runc.start(&self.id, &self.bundle).await {
+        let restore = lock(&self.restore).take();
+        let started = match &restore {
+            Some(r) => self.restore_init(r, &what).await,
+            None => self
+                .runc
+                .start(&self.id, &self.bundle)
+                .await
+                .map_err(|e| Error::runc(&what, e)),
+        };
+        if let Err(e) = started {
             self.init.restore(prev);
-            return Err(Error::runc(what, e));
+            *lock(&self.restore) = restore;
+            return Err(e);
         }
         self.init.set_running();
         let pid = self.init.pid();
@@ -401,6 +460,81 @@ impl Container {
         });
         info!("started container {} (pid {pid})", self.id);
         Ok(pid)
+    }
+
+    /// `runc restore` of a container created from a checkpoint: Start's work in that case.
+    async fn restore_init(self: &Arc<Self>, r: &Restore, what: &str) -> Result<()> {
+        let pid_file = self.bundle.join("init.pid");
+        let res = run_with_io(what, &self.id, &self.init.stdio, &self.io_ctx, |rio| {
+            self.runc
+                .restore(&self.id, &self.bundle, &pid_file, &r.opts, &r.args, rio)
+        })
+        .await;
+        let io = match res {
+            Ok(io) => io,
+            Err((io, e)) => {
+                if let Some(io) = io {
+                    io.shutdown();
+                }
+                return Err(e);
+            }
+        };
+        let pid = read_pid(&pid_file)
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: runc restore left no pid: {e}")))?;
+        self.init.set_pid(pid);
+        self.init.set_io(io);
+        self.watch_oom(pid);
+        self.watch_exit(self.init.clone(), reaper::watch(pid as i32));
+        Ok(())
+    }
+
+    /// `runc checkpoint`; publishes TaskCheckpointed.
+    pub async fn checkpoint(&self, path: &str, s: &CheckpointSettings) -> Result<()> {
+        let what = format!("checkpoint container {}", self.id);
+        match self.init.snapshot().state {
+            State::Running | State::Paused => {}
+            other => {
+                return Err(Error::FailedPrecondition(format!(
+                    "{what}: the container is {}",
+                    other.name()
+                )))
+            }
+        }
+        let image_path = if s.image_path.is_empty() {
+            path
+        } else {
+            &s.image_path
+        };
+        if image_path.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: no checkpoint path"
+            )));
+        }
+        let args = CheckpointArgs {
+            image_path: PathBuf::from(image_path),
+            work_path: if s.work_path.is_empty() {
+                self.bundle.join("criu-work")
+            } else {
+                PathBuf::from(&s.work_path)
+            },
+            leave_running: !s.exit,
+            tcp_established: s.open_tcp,
+            ext_unix_sk: s.external_unix_sockets,
+            shell_job: s.terminal,
+            file_locks: s.file_locks,
+            empty_ns: s.empty_namespaces.clone(),
+            cgroups_mode: s.cgroups_mode.clone(),
+        };
+        self.runc
+            .checkpoint(&self.id, &self.bundle, &args)
+            .await
+            .map_err(|e| Error::runc(&what, e))?;
+        self.publisher.publish(TaskEvent::Checkpointed {
+            container_id: self.id.clone(),
+            checkpoint: image_path.to_string(),
+        });
+        Ok(())
     }
 
     async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32> {

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use containerd_shim_protos::{
     events::task::{
-        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
-        TaskPaused, TaskResumed, TaskStart,
+        TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO,
+        TaskOOM, TaskPaused, TaskResumed, TaskStart,
     },
     protobuf::{well_known_types::any::Any, MessageField, MessageFull},
     topics,
@@ -68,6 +68,10 @@ pub enum TaskEvent {
     Oom {
         container_id: String,
     },
+    Checkpointed {
+        container_id: String,
+        checkpoint: String,
+    },
 }
 
 impl TaskEvent {
@@ -82,6 +86,7 @@ impl TaskEvent {
             TaskEvent::Paused { .. } => topics::TASK_PAUSED_EVENT_TOPIC,
             TaskEvent::Resumed { .. } => topics::TASK_RESUMED_EVENT_TOPIC,
             TaskEvent::Oom { .. } => topics::TASK_OOM_EVENT_TOPIC,
+            TaskEvent::Checkpointed { .. } => topics::TASK_CHECKPOINTED_EVENT_TOPIC,
         }
     }
 
@@ -95,7 +100,8 @@ impl TaskEvent {
             | TaskEvent::Delete { container_id, .. }
             | TaskEvent::Paused { container_id }
             | TaskEvent::Resumed { container_id }
-            | TaskEvent::Oom { container_id } => container_id,
+            | TaskEvent::Oom { container_id }
+            | TaskEvent::Checkpointed { container_id, .. } => container_id,
         }
     }
 
@@ -191,6 +197,14 @@ impl TaskEvent {
                 container_id,
                 ..Default::default()
             })?,
+            TaskEvent::Checkpointed {
+                container_id,
+                checkpoint,
+            } => pack(TaskCheckpointed {
+                container_id,
+                checkpoint,
+                ..Default::default()
+            })?,
         };
         Ok(Any {
             type_url,
@@ -280,6 +294,10 @@ mod tests {
             },
             TaskEvent::Oom {
                 container_id: "c".into(),
+            },
+            TaskEvent::Checkpointed {
+                container_id: "c".into(),
+                checkpoint: "/cp".into(),
             },
         ];
         let topics: std::collections::HashSet<_> = events.iter().map(|e| e.topic()).collect();

@@ -8,12 +8,14 @@
 
 use containerd_shim_protos::{
     protobuf::{well_known_types::any::Any, CodedInputStream, Message},
-    shim::oci::Options,
+    shim::oci::{CheckpointOptions, Options},
 };
 use serde::{Deserialize, Serialize};
 
 /// Type URL of the runc options, as containerd's typeurl registry names them.
 pub const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+/// Type URL of the options of a checkpoint request.
+pub const CHECKPOINT_OPTIONS_TYPE: &str = "containerd.runc.v1.CheckpointOptions";
 /// Type URL of the CRI plugin's generic runtime options.
 pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
 
@@ -46,6 +48,48 @@ pub enum OptionsError {
     Malformed { type_url: String, reason: String },
     #[error("cannot read runtime config {path}: {reason}")]
     ConfigFile { path: String, reason: String },
+}
+
+/// How to checkpoint a container (runc `CheckpointOptions`, the Go shim's meaning).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// Stop the container after the checkpoint (otherwise `--leave-running`).
+    pub exit: bool,
+    pub open_tcp: bool,
+    pub external_unix_sockets: bool,
+    pub terminal: bool,
+    pub file_locks: bool,
+    pub empty_namespaces: Vec<String>,
+    pub cgroups_mode: String,
+    pub image_path: String,
+    pub work_path: String,
+}
+
+/// Decodes the options of a `Checkpoint` request; none means the defaults.
+pub fn decode_checkpoint(any: Option<&Any>) -> Result<CheckpointSettings, OptionsError> {
+    let Some(any) = any.filter(|a| !(a.type_url.is_empty() && a.value.is_empty())) else {
+        return Ok(CheckpointSettings::default());
+    };
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    if name != CHECKPOINT_OPTIONS_TYPE {
+        return Err(OptionsError::UnknownType(any.type_url.clone()));
+    }
+    let o =
+        CheckpointOptions::parse_from_bytes(&any.value).map_err(|e| OptionsError::Malformed {
+            type_url: any.type_url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(CheckpointSettings {
+        exit: o.exit,
+        open_tcp: o.open_tcp,
+        external_unix_sockets: o.external_unix_sockets,
+        terminal: o.terminal,
+        file_locks: o.file_locks,
+        empty_namespaces: o.empty_namespaces,
+        cgroups_mode: o.cgroups_mode,
+        image_path: o.image_path,
+        work_path: o.work_path,
+    })
 }
 
 /// Decodes the options of a `Create` request; no options at all means the defaults.
@@ -179,6 +223,27 @@ mod tests {
             value,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn checkpoint_options_carry_over() {
+        let o = CheckpointOptions {
+            exit: true,
+            open_tcp: true,
+            empty_namespaces: vec!["network".into()],
+            work_path: "/w".into(),
+            ..Default::default()
+        };
+        let got = decode_checkpoint(Some(&any(
+            CHECKPOINT_OPTIONS_TYPE,
+            o.write_to_bytes().unwrap(),
+        )))
+        .unwrap();
+        assert!(got.exit && got.open_tcp);
+        assert_eq!(got.empty_namespaces, vec!["network".to_string()]);
+        assert_eq!(got.work_path, "/w");
+        assert_eq!(decode_checkpoint(None), Ok(CheckpointSettings::default()));
+        assert!(decode_checkpoint(Some(&any(RUNC_OPTIONS_TYPE, vec![]))).is_err());
     }
 
     #[test]

@@ -32,10 +32,60 @@ pub const DEADLINE_ENV: &str = "SLUICE_RUNC_TIMEOUT";
 #[derive(Debug, Clone)]
 pub struct Runc {
     pub binary: PathBuf,
+    /// `--criu`: the CRIU binary for checkpoint and restore, if not the default.
+    pub criu: Option<PathBuf>,
     /// `--root`: runc's state directory.
     pub root: PathBuf,
     pub systemd_cgroup: bool,
     pub deadline: Duration,
+}
+
+/// Options of `runc checkpoint` and `runc restore`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointArgs {
+    pub image_path: PathBuf,
+    pub work_path: PathBuf,
+    /// Checkpoint only: keep the container running (`--leave-running`).
+    pub leave_running: bool,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub empty_ns: Vec<String>,
+    pub cgroups_mode: String,
+}
+
+impl CheckpointArgs {
+    fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![
+            "--image-path".into(),
+            self.image_path.clone().into(),
+            "--work-path".into(),
+            self.work_path.clone().into(),
+        ];
+        let flags = [
+            (self.tcp_established, "--tcp-established"),
+            (self.ext_unix_sk, "--ext-unix-sk"),
+            (self.shell_job, "--shell-job"),
+            (self.file_locks, "--file-locks"),
+        ];
+        a.extend(
+            flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| OsString::from(*f)),
+        );
+        for ns in &self.empty_ns {
+            a.extend(["--empty-ns".into(), ns.into()]);
+        }
+        if !self.cgroups_mode.is_empty() {
+            a.extend([
+                "--manage-cgroups-mode".into(),
+                self.cgroups_mode.clone().into(),
+            ]);
+        }
+        a
+    }
 }
 
 /// Options of `runc create`.
@@ -84,6 +134,9 @@ impl Runc {
         }
         if self.systemd_cgroup {
             a.push("--systemd-cgroup".into());
+        }
+        if let Some(criu) = &self.criu {
+            a.extend(["--criu".into(), criu.into()]);
         }
         a
     }
@@ -230,6 +283,49 @@ impl Runc {
     ) -> Result<(), RuncError> {
         let log = bundle.join("log.json");
         invoke::run(self.call(verb, id, Some(&log), args, CallStdio::Capture)).await?;
+        Ok(())
+    }
+
+    /// `runc checkpoint` into `args.image_path`.
+    pub async fn checkpoint(
+        &self,
+        id: &str,
+        bundle: &Path,
+        args: &CheckpointArgs,
+    ) -> Result<(), RuncError> {
+        let mut a = args.args();
+        if args.leave_running {
+            a.push("--leave-running".into());
+        }
+        a.push(id.into());
+        self.simple("checkpoint", id, bundle, a).await
+    }
+
+    /// `runc restore --detach` from `args.image_path`; the process gets `io`.
+    pub async fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        opts: &CreateOpts,
+        args: &CheckpointArgs,
+        io: RuncIo,
+    ) -> Result<(), RuncError> {
+        let mut a: Vec<OsString> = vec![
+            "--detach".into(),
+            "--bundle".into(),
+            bundle.into(),
+            "--pid-file".into(),
+            pid_file.into(),
+        ];
+        a.extend(args.args());
+        if opts.no_pivot {
+            a.push("--no-pivot".into());
+        }
+        let stdio = with_io(&mut a, io);
+        a.push(id.into());
+        let log = bundle.join("log.json");
+        invoke::run(self.call("restore", id, Some(&log), a, stdio)).await?;
         Ok(())
     }
 

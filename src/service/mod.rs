@@ -248,7 +248,11 @@ impl Service {
     }
 
     pub async fn checkpoint(&self, req: api::CheckpointTaskRequest) -> Result<Empty> {
-        Err(unimplemented("checkpoint", &req.id))
+        let c = self.get(&req.id)?;
+        let settings = options::decode_checkpoint(req.options.as_ref())
+            .map_err(|e| Error::InvalidArgument(format!("checkpoint container {}: {e}", req.id)))?;
+        c.checkpoint(&req.path, &settings).await?;
+        Ok(Empty::new())
     }
 
     pub async fn kill(&self, req: api::KillRequest) -> Result<Empty> {
@@ -398,12 +402,6 @@ adapt! {
     stats(api::StatsRequest) -> api::StatsResponse;
     connect(api::ConnectRequest) -> api::ConnectResponse;
     shutdown(api::ShutdownRequest) -> Empty;
-}
-
-fn unimplemented(what: &str, id: &str) -> Error {
-    Error::Unimplemented(format!(
-        "cannot {what} container {id}: not supported by this version of sluice"
-    ))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crate::{container::Env, events::Publisher};
 /// A runc that runs `<bundle>/init.sh` as the container and `<bundle>/exec.sh` as an exec,
 /// and blocks in `start` while `<bundle>/hang-start` exists.
 const FAKE_RUNC: &str = r#"#!/bin/sh
+argv="$*"
 root=""; verb=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --pid-file) pidfile=$2; shift 2;;
     --bundle) bundle=$2; shift 2;;
-    --process|--format) shift 2;;
+    --process|--format|--image-path|--work-path) shift 2;;
     --all) all=1; shift;;
     --*) shift;;
     *) break;;
@@ -66,6 +67,13 @@ case "$verb" in
     kill -9 "$(cat "$root/$id.pid")" 2>/dev/null; rm -f "$root/$id.pid" "$root/$id.bundle";;
   ps)
     echo "[$(cat "$root/$id.pid")]";;
+  checkpoint)
+    echo "$argv" > "$root/checkpoint.args";;
+  restore)
+    echo "$argv" > "$root/restore.args"
+    echo "$bundle" > "$root/$id.bundle"
+    sh "$bundle/init.sh" </dev/null >/dev/null 2>&1 &
+    echo $! > "$pidfile"; echo $! > "$root/$id.pid"; echo $! >> "$root/leftovers";;
 esac
 "#;
 
@@ -434,4 +442,71 @@ async fn a_stuck_runc_in_one_container_does_not_stall_another() {
         .await
         .expect("join")
         .expect("stuck start completes once released");
+}
+
+#[tokio::test]
+async fn checkpoint_then_restore_through_runc() {
+    let mut f = fixture();
+    f.create("cp", "exec sleep 1000", "true").await;
+    f.service.start(start_req("cp", "")).await.expect("start");
+    let state = f.dir.path().join("state/test");
+    let opts = containerd_shim::protos::shim::oci::CheckpointOptions {
+        open_tcp: true,
+        ..Default::default()
+    };
+    f.service
+        .checkpoint(api::CheckpointTaskRequest {
+            id: "cp".into(),
+            path: "/images/cp1".into(),
+            options: MessageField::some(Any {
+                type_url: "containerd.runc.v1.CheckpointOptions".into(),
+                value: opts.write_to_bytes().expect("encode"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("checkpoint");
+    let args = std::fs::read_to_string(state.join("checkpoint.args")).expect("args");
+    for want in [
+        " checkpoint --image-path /images/cp1 --work-path ",
+        " --tcp-established --leave-running cp",
+    ] {
+        assert!(args.contains(want), "{want:?} not in {args:?}");
+    }
+    let mut saw = false;
+    for _ in 0..4 {
+        if let TaskEvent::Checkpointed { checkpoint, .. } = f.next_event().await {
+            assert_eq!(checkpoint, "/images/cp1");
+            saw = true;
+            break;
+        }
+    }
+    assert!(saw, "no TaskCheckpointed event");
+
+    // A container created from that checkpoint runs only once Start restores it.
+    let b = f.bundle("rs", "exec sleep 1000", "true");
+    let mut req = f.create_request("rs", &b);
+    req.checkpoint = "/images/cp1".into();
+    let created = f.service.create(req).await.expect("create from checkpoint");
+    assert_eq!(created.pid, 0);
+    let pid = f
+        .service
+        .start(start_req("rs", ""))
+        .await
+        .expect("restore")
+        .pid;
+    assert_ne!(pid, 0);
+    let args = std::fs::read_to_string(state.join("restore.args")).expect("restore called");
+    assert!(args.contains(" restore --detach --bundle "), "{args}");
+    assert!(args.contains(" --image-path /images/cp1 "), "{args}");
+    let st = f
+        .service
+        .state(api::StateRequest {
+            id: "rs".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("state");
+    assert_eq!((st.status(), st.pid), (api::Status::RUNNING, pid));
 }
