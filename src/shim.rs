@@ -20,7 +20,12 @@ use containerd_shim::{
     StartOpts,
 };
 use log::{info, warn};
-use sluice_shim_proto::{options::RuncOptions, protobuf::MessageField, time::timestamp};
+use sluice_shim_proto::{
+    bootstrap::{self, StartInput},
+    options::RuncOptions,
+    protobuf::MessageField,
+    time::timestamp,
+};
 
 use crate::{
     container::{self, Env, OPTIONS_FILE},
@@ -159,7 +164,24 @@ impl containerd_shim::Shim for SluiceShim {
         }
     }
 
-    async fn start_shim(&mut self, opts: StartOpts) -> Result<String, ShimError> {
+    async fn start_shim(&mut self, mut opts: StartOpts) -> Result<String, ShimError> {
+        // containerd writes its options (or, from 2.3 on, BootstrapParams) to stdin.
+        let mut stdin = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+        let input = bootstrap::parse(&stdin)
+            .map_err(|e| other(format!("start container {}: {e}", opts.id)))?;
+        if let StartInput::Bootstrap(p) = &input {
+            if opts.namespace.is_empty() {
+                opts.namespace = p.namespace.clone();
+            }
+            if opts.id.is_empty() {
+                opts.id = p.instance_id.clone();
+            }
+        }
+        opts.debug |= input.wants_debug();
+        let runc_options = input
+            .runc_options()
+            .map_err(|e| other(format!("start container {}: {e}", opts.id)))?;
         let group = group_of(&self.bundle, &opts.id);
         let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
         if !serving(&address) {
@@ -169,6 +191,22 @@ impl containerd_shim::Shim for SluiceShim {
                 let _ = std::fs::remove_file(path);
             }
             let pid = spawn_server(&opts, &address)?;
+            if !runc_options.shim_cgroup.is_empty() {
+                crate::cgroup::add_process(
+                    Path::new("/sys/fs/cgroup"),
+                    &runc_options.shim_cgroup,
+                    pid,
+                )
+                .map_err(|e| {
+                    // A server outside its cgroup is not what was asked for: stop it.
+                    // SAFETY: kill(2) has no memory effects.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    other(format!(
+                        "move shim {pid} into cgroup {}: {e}",
+                        runc_options.shim_cgroup
+                    ))
+                })?;
+            }
             if let Err(e) = containerd_shim::cgroup::adjust_oom_score(pid) {
                 // Without CAP_SYS_RESOURCE a negative score cannot be inherited; run without it.
                 warn!("cannot adjust the oom score of shim {pid}: {e}");

@@ -4,6 +4,7 @@
 //! Nothing here does IO or knows about processes; the shim binary turns its own state into these
 //! messages at the edge.
 
+pub mod bootstrap;
 pub mod events;
 pub mod options;
 pub mod pids;

@@ -306,3 +306,34 @@ impl ContainerCgroup {
         })
     }
 }
+
+/// Moves `pid` into the cgroup at `path` (runc `ShimCgroup`): in every v1 hierarchy that has
+/// that cgroup, or in the v2 tree.
+pub fn add_process(root: &Path, path: &str, pid: u32) -> io::Result<()> {
+    let rel = path.trim_start_matches('/');
+    let mut dirs = Vec::new();
+    if root.join("cgroup.controllers").exists() {
+        dirs.push(root.join(rel));
+    } else {
+        for entry in std::fs::read_dir(root)?.flatten() {
+            let dir = entry.path().join(rel);
+            if dir.join("cgroup.procs").exists() {
+                dirs.push(dir);
+            }
+        }
+    }
+    let mut moved = 0;
+    for d in &dirs {
+        if d.join("cgroup.procs").exists() {
+            std::fs::write(d.join("cgroup.procs"), pid.to_string())?;
+            moved += 1;
+        }
+    }
+    if moved == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no cgroup {path} under {}", root.display()),
+        ));
+    }
+    Ok(())
+}

@@ -1108,3 +1108,34 @@ impl TestCgroup {
         Ok(())
     }
 }
+
+#[test]
+fn cgroup_add_process_writes_every_v1_hierarchy_that_has_the_cgroup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for c in ["memory", "pids", "cpu,cpuacct"] {
+        std::fs::create_dir_all(dir.path().join(c).join("shims")).expect("mkdir");
+        std::fs::write(dir.path().join(c).join("shims/cgroup.procs"), "").expect("procs");
+    }
+    std::fs::create_dir_all(dir.path().join("freezer")).expect("mkdir");
+    super::add_process(dir.path(), "/shims", 4242).expect("add");
+    for c in ["memory", "pids", "cpu,cpuacct"] {
+        let got =
+            std::fs::read_to_string(dir.path().join(c).join("shims/cgroup.procs")).expect("read");
+        assert_eq!(got, "4242", "{c}");
+    }
+    let err = super::add_process(dir.path(), "/absent", 1).expect_err("no such cgroup");
+    assert!(err.to_string().contains("/absent"), "{err}");
+}
+
+#[test]
+fn cgroup_add_process_on_v2_writes_the_unified_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("cgroup.controllers"), "memory pids").expect("controllers");
+    std::fs::create_dir_all(dir.path().join("shims")).expect("mkdir");
+    std::fs::write(dir.path().join("shims/cgroup.procs"), "").expect("procs");
+    super::add_process(dir.path(), "shims", 7).expect("add");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("shims/cgroup.procs")).expect("read"),
+        "7"
+    );
+}
