@@ -143,11 +143,46 @@ async fn read_pid(path: &Path) -> std::io::Result<u32> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e}: {text:?}")))
 }
 
-/// Whether the spec gives the container its own pid namespace.
-fn has_own_pid_namespace(bundle: &Path) -> bool {
+/// Annotation that sets the deadline of every runc call for one container, in seconds.
+pub const TIMEOUT_ANNOTATION: &str = "io.sluice.runc-timeout-seconds";
+
+/// What the shim reads from the bundle's `config.json`.
+struct BundleSpec {
+    own_pid_namespace: bool,
+    runc_timeout: Option<Duration>,
+}
+
+fn read_spec(bundle: &Path, id: &str) -> Result<BundleSpec> {
     let Ok(spec) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
-        return true;
+        // runc will say what is wrong with the bundle.
+        return Ok(BundleSpec {
+            own_pid_namespace: true,
+            runc_timeout: None,
+        });
     };
+    let runc_timeout = match spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(TIMEOUT_ANNOTATION))
+    {
+        None => None,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "create container {id}: annotation {TIMEOUT_ANNOTATION}={v:?} is not a positive number of seconds"
+                )))
+            }
+        },
+    };
+    Ok(BundleSpec {
+        own_pid_namespace: has_own_pid_namespace(&spec),
+        runc_timeout,
+    })
+}
+
+/// Whether the spec gives the container its own pid namespace.
+fn has_own_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
     spec.linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
@@ -220,7 +255,14 @@ impl Container {
     /// `runc create` with the process's pipes already drained; publishes TaskCreate.
     pub async fn create(env: &Env, req: CreateRequest) -> Result<Arc<Container>> {
         let id = req.id.clone();
-        let runc = runc_for(&req.options, &env.namespace, env.deadline)?;
+        let spec = read_spec(&req.bundle, &id)?;
+        // One container's annotation, then its runtime options, then the shim's default.
+        let deadline = spec
+            .runc_timeout
+            .or((req.options.runc_timeout_ms > 0)
+                .then(|| Duration::from_millis(req.options.runc_timeout_ms)))
+            .unwrap_or(env.deadline);
+        let runc = runc_for(&req.options, &env.namespace, deadline)?;
         let options_json = serde_json::to_vec(&req.options)
             .map_err(|e| Error::Internal(format!("create container {id}: encode options: {e}")))?;
         tokio::fs::write(req.bundle.join(OPTIONS_FILE), options_json)
@@ -298,7 +340,7 @@ impl Container {
             runc,
             rootfs,
             io_ctx,
-            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            kill_all_on_exit: !spec.own_pid_namespace,
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
             order: Mutex::new(ExitOrder::default()),
@@ -546,6 +588,7 @@ impl Container {
         let prev = p
             .begin(Op::Start, State::Starting)
             .map_err(|r| Error::refused(&what, r))?;
+        self.warn_if_near_pids_max(exec_id);
         match self.run_exec(&p, &what).await {
             Ok(pid) => Ok(pid),
             Err(e) => {
@@ -627,6 +670,24 @@ impl Container {
             }
         });
         *lock(&self.oom_watch) = Some(task);
+    }
+
+    /// An exec into a container at its `pids.max` makes `runc init` crash (the case study):
+    /// say so before it happens.
+    fn warn_if_near_pids_max(&self, exec_id: &str) {
+        let Ok(cg) = CgroupFs::host().for_pid(self.init.pid()) else {
+            return;
+        };
+        if let Some((current, Some(max))) = cg.pids() {
+            // runc init needs a few threads of its own to start the exec.
+            if current + 4 >= max {
+                warn!(
+                    "exec {exec_id} in container {}: {current} of pids.max {max} in use; \
+                     runc init may fail to start its threads",
+                    self.id
+                );
+            }
+        }
     }
 
     /// The container's cgroup metrics, as the `Any` containerd's `Stats` expects.

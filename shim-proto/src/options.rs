@@ -38,6 +38,9 @@ pub struct RuncOptions {
     pub criu_path: String,
     pub criu_image_path: String,
     pub criu_work_path: String,
+    /// Deadline of every runc call for containers with these options, in milliseconds
+    /// (0: the shim's default). Set by `RuncTimeoutSeconds` in a `ConfigPath` TOML.
+    pub runc_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -120,6 +123,7 @@ pub fn decode(any: Option<&Any>) -> Result<RuncOptions, OptionsError> {
                 criu_path: String::new(),
                 criu_image_path: o.criu_image_path,
                 criu_work_path: o.criu_work_path,
+                runc_timeout_ms: 0,
             })
         }
         RUNTIME_OPTIONS_TYPE => {
@@ -165,6 +169,9 @@ struct ConfigFile {
     criu_image_path: String,
     #[serde(default)]
     criu_work_path: String,
+    /// sluice's own key: the deadline of each runc call.
+    #[serde(default)]
+    runc_timeout_seconds: Option<f64>,
 }
 
 /// Reads runc settings from the TOML file a CRI runtime's `ConfigPath` names.
@@ -175,6 +182,11 @@ pub fn from_config_file(path: &str) -> Result<RuncOptions, OptionsError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let c: ConfigFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let runc_timeout_ms = match c.runc_timeout_seconds {
+        None => 0,
+        Some(s) if s.is_finite() && s > 0.0 => (s * 1000.0).round() as u64,
+        Some(s) => return Err(err(format!("RuncTimeoutSeconds must be positive, not {s}"))),
+    };
     Ok(RuncOptions {
         binary_name: c.binary_name,
         root: c.root,
@@ -187,6 +199,7 @@ pub fn from_config_file(path: &str) -> Result<RuncOptions, OptionsError> {
         criu_path: c.criu_path,
         criu_image_path: c.criu_image_path,
         criu_work_path: c.criu_work_path,
+        runc_timeout_ms,
     })
 }
 
@@ -302,7 +315,7 @@ mod tests {
         let path = dir.path().join("runc.toml");
         std::fs::write(
             &path,
-            "BinaryName = \"/usr/local/bin/runc\"\nSystemdCgroup = true\nRoot = \"/run/r\"\nIoUid = 1000\n",
+            "BinaryName = \"/usr/local/bin/runc\"\nSystemdCgroup = true\nRoot = \"/run/r\"\nIoUid = 1000\nRuncTimeoutSeconds = 2.5\n",
         )
         .unwrap();
         let got = decode(Some(&runtime_options(path.to_str().unwrap()))).unwrap();
@@ -310,6 +323,7 @@ mod tests {
         assert_eq!(got.root, "/run/r");
         assert!(got.systemd_cgroup);
         assert_eq!(got.io_uid, 1000);
+        assert_eq!(got.runc_timeout_ms, 2500);
     }
 
     #[test]

@@ -249,6 +249,18 @@ impl ContainerCgroup {
     ///
     /// Fails only when the cgroup is gone (no directory left) or encoding fails; a partly readable
     /// cgroup gives partial metrics.
+    /// `pids.current` and `pids.max` (None for "max"), if the pids controller is there.
+    pub fn pids(&self) -> Option<(u64, Option<u64>)> {
+        let dir = match &self.kind {
+            Kind::V1(dirs) => dirs.get("pids")?.clone(),
+            Kind::V2(dir) => dir.clone(),
+        };
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        let current = read("pids.current")?.trim().parse().ok()?;
+        let max = read("pids.max")?.trim().parse().ok();
+        Some((current, max))
+    }
+
     pub fn metrics_any(&self) -> Result<Any, CgroupError> {
         match &self.kind {
             Kind::V1(dirs) => {

@@ -154,6 +154,19 @@ fn plain(t: uri::Target) -> Sink {
     }
 }
 
+/// A pipe below the default 16 pages means the owner's `fs.pipe-user-pages-soft` budget is
+/// spent: the condition of the case study. sluice copes, but the node needs attention.
+fn warn_if_small(name: &str, stream: &str, fd: &OwnedFd) {
+    const DEFAULT_CAPACITY: i32 = 16 * 4096;
+    match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ) {
+        Ok(size) if size < DEFAULT_CAPACITY => log::warn!(
+            "{name}: the {stream} pipe got {size} bytes instead of {DEFAULT_CAPACITY}: \
+             the per-user pipe budget (fs.pipe-user-pages-soft) is spent"
+        ),
+        _ => {}
+    }
+}
+
 fn chown(fds: &[&OwnedFd], ctx: &IoContext) -> Result<(), IoError> {
     if ctx.uid == 0 && ctx.gid == 0 {
         return Ok(());
@@ -189,6 +202,9 @@ impl ProcessIo {
         } else {
             Some(pipe::input().map_err(pipe_err("stdin"))?)
         };
+        for (stream, p) in [("stdout", &out.ours), ("stderr", &err.ours)] {
+            warn_if_small(name, stream, p);
+        }
         let mut ends = vec![&out.child, &out.ours, &err.child, &err.ours];
         if let Some(p) = &input {
             ends.extend([&p.child, &p.ours]);

@@ -510,3 +510,78 @@ async fn checkpoint_then_restore_through_runc() {
         .expect("state");
     assert_eq!((st.status(), st.pid), (api::Status::RUNNING, pid));
 }
+
+#[tokio::test]
+async fn a_container_annotation_sets_the_runc_deadline_and_the_container_stays_manageable() {
+    let f = fixture();
+    let b = f.bundle("slow", "exec sleep 1000", "true");
+    std::fs::write(
+        b.join("config.json"),
+        r#"{"ociVersion":"1.0.2","annotations":{"io.sluice.runc-timeout-seconds":"0.5"}}"#,
+    )
+    .expect("config.json");
+    std::fs::write(b.join("hang-start"), "").expect("hang marker");
+    f.service
+        .create(f.create_request("slow", &b))
+        .await
+        .expect("create");
+    let started = std::time::Instant::now();
+    let err = f
+        .service
+        .start(start_req("slow", ""))
+        .await
+        .expect_err("runc start hangs");
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), Code::DEADLINE_EXCEEDED);
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "start container slow: runc start for container slow did not finish within 0."
+        ),
+        "{text}"
+    );
+    // Still manageable: state, kill, delete.
+    let st = f
+        .service
+        .state(api::StateRequest {
+            id: "slow".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("state");
+    assert_eq!(st.status(), api::Status::CREATED);
+    f.service
+        .kill(api::KillRequest {
+            id: "slow".into(),
+            signal: 9,
+            ..Default::default()
+        })
+        .await
+        .expect("kill");
+    f.service
+        .wait(api::WaitRequest {
+            id: "slow".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("wait");
+    f.service
+        .delete(api::DeleteRequest {
+            id: "slow".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete");
+
+    let bad = f.bundle("badann", "true", "true");
+    std::fs::write(
+        bad.join("config.json"),
+        r#"{"ociVersion":"1.0.2","annotations":{"io.sluice.runc-timeout-seconds":"soon"}}"#,
+    )
+    .expect("config.json");
+    assert_eq!(
+        code(f.service.create(f.create_request("badann", &bad)).await),
+        Code::INVALID_ARGUMENT
+    );
+}
