@@ -42,6 +42,9 @@ pub struct Env {
     pub namespace: String,
     pub publisher: Publisher,
     pub deadline: Duration,
+    /// Where containerd keeps this namespace's bundles (`.../io.containerd.runtime.v2.task/<ns>`):
+    /// a bundle elsewhere is refused. None: no check (tests).
+    pub bundle_root: Option<PathBuf>,
 }
 
 /// A `Create` request, in the shim's terms.

@@ -7,7 +7,11 @@
 
 use std::{
     io::Read,
-    os::unix::{net::UnixStream, process::CommandExt},
+    os::unix::{
+        fs::{DirBuilderExt, PermissionsExt},
+        net::UnixStream,
+        process::CommandExt,
+    },
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
@@ -190,7 +194,17 @@ impl containerd_shim::Shim for SluiceShim {
                 // A shim of this group died and left its socket behind.
                 let _ = std::fs::remove_file(path);
             }
+            // Only root may reach a shim: it runs anything as anyone.
+            if let Some(dir) = Path::new(path).parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| other(format!("create {}: {e}", dir.display())))?;
+            }
             let pid = spawn_server(&opts, &address)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| other(format!("restrict {path}: {e}")))?;
             if !runc_options.shim_cgroup.is_empty() {
                 crate::cgroup::add_process(
                     Path::new("/sys/fs/cgroup"),
@@ -265,10 +279,16 @@ impl containerd_shim::Shim for SluiceShim {
         }
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         info!("serving namespace {} for {}", self.namespace, self.id);
+        // containerd starts the server in the first container's bundle; every bundle of this
+        // namespace sits beside it.
+        let bundle_root = std::env::current_dir()
+            .ok()
+            .and_then(|d| d.parent().map(Path::to_path_buf));
         let env = Env {
             namespace: self.namespace.clone(),
             publisher: Publisher::connect(address, self.namespace.clone()),
             deadline: Runc::deadline_from_env(),
+            bundle_root,
         };
         Service::new(env, self.exit.clone())
     }

@@ -55,6 +55,32 @@ pub fn check_id(kind: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A bundle must be `<bundle root>/<id>`, as containerd lays them out: a request naming another
+/// directory would have runc run whatever config it finds there.
+pub fn check_bundle(id: &str, bundle: &str, root: Option<&std::path::Path>) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "create container {id}: bundle {bundle:?} {why}"
+        )))
+    };
+    let path = std::path::Path::new(bundle);
+    if bundle.is_empty() || !path.is_absolute() {
+        return refuse("is not an absolute path");
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return refuse("contains '..'");
+    }
+    if let Some(root) = root {
+        if path.parent() != Some(root) || path.file_name() != Some(std::ffi::OsStr::new(id)) {
+            return refuse(&format!("is not {}/{id}", root.display()));
+        }
+    }
+    Ok(())
+}
+
 fn check_exec_id(exec_id: &str) -> Result<()> {
     if exec_id.is_empty() {
         Ok(())
@@ -161,12 +187,7 @@ impl Service {
     async fn create_reserved(&self, req: &api::CreateTaskRequest) -> Result<Arc<Container>> {
         let options = options::decode(req.options.as_ref())
             .map_err(|e| Error::InvalidArgument(format!("create container {}: {e}", req.id)))?;
-        if req.bundle.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "create container {}: no bundle",
-                req.id
-            )));
-        }
+        check_bundle(&req.id, &req.bundle, self.env.bundle_root.as_deref())?;
         Container::create(
             &self.env,
             CreateRequest {

@@ -98,6 +98,7 @@ fn fixture() -> Fixture {
         namespace: "test".into(),
         publisher,
         deadline: Duration::from_secs(20),
+        bundle_root: None,
     };
     Fixture {
         dir,
@@ -331,6 +332,18 @@ async fn bad_requests_get_their_codes() {
             "signal {signal}"
         );
     }
+
+    // Bundles outside containerd's layout.
+    for (bundle, root) in [
+        ("relative/c9", None),
+        ("/a/../etc/c9", None),
+        ("/elsewhere/c9", Some(Path::new("/run/ctd/ns"))),
+        ("/run/ctd/ns/other", Some(Path::new("/run/ctd/ns"))),
+    ] {
+        let e = check_bundle("c9", bundle, root).expect_err(bundle);
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT, "{bundle}");
+    }
+    check_bundle("c9", "/run/ctd/ns/c9", Some(Path::new("/run/ctd/ns"))).expect("in place");
 
     // Unknown options type.
     let mut req = f.create_request("c3", &f.bundle("c3", "true", "true"));
