@@ -4,7 +4,7 @@
 //! exit before delete), so events leave one at a time from a single task, each retried until it
 //! is delivered or given up on, never overtaken by a later one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use containerd_shim::protos::{
     protobuf::MessageField,
@@ -16,12 +16,15 @@ use log::{debug, error, warn};
 use sluice_shim_proto::{events::TaskEvent, time::timestamp};
 use tokio::sync::mpsc;
 
-const ATTEMPTS: u32 = 8;
+/// How long an event is retried before it is given up: long enough to ride out a containerd
+/// restart, short enough that a containerd gone for good does not grow the queue for ever.
+const EVENT_TTL: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Publisher {
-    tx: mpsc::UnboundedSender<TaskEvent>,
+    tx: mpsc::UnboundedSender<(TaskEvent, Instant)>,
 }
 
 impl Publisher {
@@ -34,14 +37,14 @@ impl Publisher {
 
     /// A publisher whose events land in the returned receiver.
     #[cfg(test)]
-    pub fn channel() -> (Publisher, mpsc::UnboundedReceiver<TaskEvent>) {
+    pub fn channel() -> (Publisher, mpsc::UnboundedReceiver<(TaskEvent, Instant)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Publisher { tx }, rx)
     }
 
     pub fn publish(&self, ev: TaskEvent) {
         debug!("event {} for {}", ev.topic(), ev.container_id());
-        if self.tx.send(ev).is_err() {
+        if self.tx.send((ev, Instant::now())).is_err() {
             warn!("event queue is closed; event dropped");
         }
     }
@@ -50,10 +53,10 @@ impl Publisher {
 async fn forward_all(
     address: String,
     namespace: String,
-    mut rx: mpsc::UnboundedReceiver<TaskEvent>,
+    mut rx: mpsc::UnboundedReceiver<(TaskEvent, Instant)>,
 ) {
     let mut client: Option<EventsClient> = None;
-    while let Some(ev) = rx.recv().await {
+    while let Some((ev, queued)) = rx.recv().await {
         let any = match ev.to_any() {
             Ok(a) => a,
             Err(e) => {
@@ -71,32 +74,34 @@ async fn forward_all(
             }),
             ..Default::default()
         };
-        let mut delivered = false;
-        for attempt in 1..=ATTEMPTS {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             if client.is_none() {
                 client = connect(&address).map(EventsClient::new);
             }
             if let Some(c) = client.as_ref() {
                 let ctx = context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
                 match c.forward(ctx, &req).await {
-                    Ok(_) => {
-                        delivered = true;
-                        break;
-                    }
+                    Ok(_) => break,
                     Err(e) => {
                         warn!("publishing {} (attempt {attempt}): {e}", ev.topic());
                         client = None;
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-        }
-        if !delivered {
-            error!(
-                "gave up publishing {} for {} after {ATTEMPTS} attempts",
-                ev.topic(),
-                ev.container_id()
-            );
+            if queued.elapsed() > EVENT_TTL {
+                error!(
+                    "gave up publishing {} for {} after {attempt} attempts in {:?}",
+                    ev.topic(),
+                    ev.container_id(),
+                    queued.elapsed()
+                );
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -88,6 +88,8 @@ struct Queue {
     eof: bool,
     /// The sink failed for good: read and discard.
     dead: bool,
+    /// The FIFO's reader went away (EPIPE): read and discard until a reader opens it again.
+    detached: bool,
     discarded: u64,
 }
 
@@ -186,7 +188,7 @@ async fn read_loop(shared: Arc<Shared>, mut source: impl AsyncRead + Unpin) {
         loop {
             let queued = {
                 let mut q = shared.queue();
-                if q.dead {
+                if q.dead || q.detached {
                     q.discarded += n as u64;
                     true
                 } else if q.bytes + n <= QUEUE_CAP || q.bytes == 0 {
@@ -219,6 +221,10 @@ async fn read_loop(shared: Arc<Shared>, mut source: impl AsyncRead + Unpin) {
 }
 
 async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) {
+    let fifo = match &sink {
+        Sink::Fifo(path) => Some(path.clone()),
+        _ => None,
+    };
     let mut writer = open(&shared.name, sink, || {
         // Keep trying while there is something to deliver, until the process is deleted.
         let q = shared.queue();
@@ -234,6 +240,12 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
     }
     shared.space.notify_one();
     loop {
+        if writer.is_none() && shared.queue().detached {
+            match reattach(&shared, fifo.as_deref()).await {
+                Some(w) => writer = Some(w),
+                None => break,
+            }
+        }
         let next = {
             let mut q = shared.queue();
             match q.chunks.pop_front() {
@@ -252,15 +264,20 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
         shared.space.notify_one();
         if let Some(w) = writer.as_mut() {
             if let Err(e) = w.write_all(&chunk).await {
-                // EPIPE: the reader went away for good. Keep draining so the process never
-                // blocks on a sink nobody reads.
+                // EPIPE: the reader went away (a client killed, containerd restarting). Keep
+                // draining so the process never blocks on a sink nobody reads; a FIFO is
+                // reopened when a reader comes back.
                 warn!(
-                    "{}: sink failed ({e}); discarding further output",
+                    "{}: sink failed ({e}); discarding output meanwhile",
                     shared.name
                 );
                 writer = None;
                 let mut q = shared.queue();
-                q.dead = true;
+                if fifo.is_some() {
+                    q.detached = true;
+                } else {
+                    q.dead = true;
+                }
                 q.discarded += (chunk.len() + q.bytes) as u64;
                 q.chunks.clear();
                 q.bytes = 0;
@@ -274,4 +291,96 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
     }
     debug!("{}: output closed", shared.name);
     let _ = done.send(true);
+}
+
+/// Waits for a reader to open the FIFO again; None if the output ends first.
+async fn reattach(shared: &Shared, fifo: Option<&std::path::Path>) -> Option<Writer> {
+    const RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+    let path = fifo?;
+    loop {
+        {
+            let q = shared.queue();
+            if q.dead || q.eof {
+                return None;
+            }
+        }
+        match pipe::OpenOptions::new().open_sender(path) {
+            Ok(s) => {
+                shared.queue().detached = false;
+                log::info!("{}: a reader is back; delivering output again", shared.name);
+                return Some(Box::new(s));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => tokio::time::sleep(RETRY).await,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn read_some(rx: &mut pipe::Receiver, want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < want {
+            let n = tokio::time::timeout(Duration::from_secs(5), rx.read(&mut buf))
+                .await
+                .expect("no output within 5s")
+                .expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_client_that_comes_back_gets_the_output_again_and_the_writer_never_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let p = crate::io::pipe::output().expect("pipe");
+        let source = pipe::Receiver::from_owned_fd(p.ours).expect("receiver");
+        let mut process = pipe::Sender::from_owned_fd(p.child).expect("sender");
+
+        let mut first = pipe::OpenOptions::new()
+            .open_receiver(&fifo)
+            .expect("reader");
+        let copier = OutputCopier::start("t".into(), source, Sink::Fifo(fifo.clone()), None);
+        copier.end_runc_phase();
+        process.write_all(b"one\n").await.expect("write");
+        assert_eq!(read_some(&mut first, 4).await, b"one\n");
+
+        // The client goes away; the process keeps writing far more than any pipe holds.
+        drop(first);
+        let flood = vec![b'x'; 1024 * 1024];
+        tokio::time::timeout(Duration::from_secs(10), process.write_all(&flood))
+            .await
+            .expect("the process blocked on a sink nobody reads")
+            .expect("write");
+
+        // A client reattaches: new output reaches it.
+        let mut second = pipe::OpenOptions::new()
+            .open_receiver(&fifo)
+            .expect("reader");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        process.write_all(b"two\n").await.expect("write");
+        let got = read_some(&mut second, 4).await;
+        assert!(
+            got.ends_with(b"two\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        drop(process);
+        tokio::time::timeout(Duration::from_secs(5), copier.wait())
+            .await
+            .expect("copier finished");
+    }
 }

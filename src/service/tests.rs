@@ -80,7 +80,7 @@ esac
 struct Fixture {
     dir: tempfile::TempDir,
     service: Arc<Service>,
-    events: UnboundedReceiver<TaskEvent>,
+    events: UnboundedReceiver<(TaskEvent, std::time::Instant)>,
     runc: PathBuf,
 }
 
@@ -167,6 +167,7 @@ impl Fixture {
             .await
             .expect("no event within 10s")
             .expect("event channel closed")
+            .0
     }
 }
 
