@@ -45,14 +45,70 @@ pub enum Sink {
     Null,
 }
 
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+/// Where the process's output comes from.
+pub enum Source {
+    /// A pipe: after runc's phase it can be spliced straight into a pipe sink.
+    Pipe(pipe::Receiver),
+    /// Anything else (a pty master).
+    Other(Box<dyn AsyncRead + Send + Sync + Unpin>),
+}
+
+impl From<pipe::Receiver> for Source {
+    fn from(r: pipe::Receiver) -> Source {
+        Source::Pipe(r)
+    }
+}
+
+impl AsyncRead for Source {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Source::Pipe(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            Source::Other(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+/// An open sink. A pipe is shared with the reader, which splices into it when it may.
+enum Writer {
+    Pipe(Arc<pipe::Sender>),
+    Other(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl Writer {
+    async fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Other(w) => w.write_all(data).await,
+            Writer::Pipe(p) => {
+                while !data.is_empty() {
+                    p.writable().await?;
+                    match p.try_write(data) {
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        if let Writer::Other(w) = self {
+            let _ = w.flush().await;
+        }
+    }
+}
 
 /// Opens `sink`; `None` means everything will be discarded.
 async fn open(name: &str, sink: Sink, give_up: impl Fn() -> bool) -> Option<Writer> {
     let opened: std::io::Result<Option<Writer>> = match sink {
         Sink::Null => Ok(None),
         Sink::Fifo(path) => match crate::io::fifo::open_writer(&path, give_up).await {
-            Ok(Some(w)) => Ok(Some(Box::new(w))),
+            Ok(Some(w)) => Ok(Some(Writer::Pipe(Arc::new(w)))),
             Ok(None) => {
                 debug!("{name}: nobody opened {}; output discarded", path.display());
                 Ok(None)
@@ -68,9 +124,9 @@ async fn open(name: &str, sink: Sink, give_up: impl Fn() -> bool) -> Option<Writ
                 .create(true)
                 .open(&path)
                 .await
-                .map(|f| Some(Box::new(f) as Writer))
+                .map(|f| Some(Writer::Other(Box::new(f))))
         }
-        Sink::Pipe(fd) => pipe::Sender::from_owned_fd(fd).map(|s| Some(Box::new(s) as Writer)),
+        Sink::Pipe(fd) => pipe::Sender::from_owned_fd(fd).map(|s| Some(Writer::Pipe(Arc::new(s)))),
     };
     match opened {
         Ok(w) => w,
@@ -90,6 +146,8 @@ struct Queue {
     dead: bool,
     /// The FIFO's reader went away (EPIPE): read and discard until a reader opens it again.
     detached: bool,
+    /// The writer holds a chunk it has not finished writing: no splicing past it.
+    writing: bool,
     discarded: u64,
 }
 
@@ -98,6 +156,8 @@ struct Shared {
     queue: Mutex<Queue>,
     runc_phase: AtomicBool,
     tail: Mutex<Option<Arc<Tail>>>,
+    /// The open pipe sink, for splicing.
+    splice_to: Mutex<Option<Arc<pipe::Sender>>>,
     space: Notify,
     data: Notify,
 }
@@ -105,6 +165,28 @@ struct Shared {
 impl Shared {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_splice_to(&self, to: Option<Arc<pipe::Sender>>) {
+        *self.splice_to.lock().unwrap_or_else(|p| p.into_inner()) = to;
+    }
+
+    /// Whether the reader may splice: after runc's phase, into a live pipe sink. `Some(false)`:
+    /// once the writer has delivered what is queued.
+    fn splice_target(&self) -> Option<(Arc<pipe::Sender>, bool)> {
+        if self.runc_phase.load(Ordering::SeqCst) {
+            return None;
+        }
+        let to = self
+            .splice_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let q = self.queue();
+        if q.dead || q.detached {
+            return None;
+        }
+        Some((to, !q.writing && q.chunks.is_empty()))
     }
 }
 
@@ -119,15 +201,17 @@ impl OutputCopier {
     /// `name` says whose stream it is, for the log.
     pub fn start(
         name: String,
-        source: impl AsyncRead + Send + Unpin + 'static,
+        source: impl Into<Source>,
         sink: Sink,
         tail: Option<Arc<Tail>>,
     ) -> OutputCopier {
+        let source = source.into();
         let shared = Arc::new(Shared {
             name,
             queue: Mutex::new(Queue::default()),
             runc_phase: AtomicBool::new(true),
             tail: Mutex::new(tail),
+            splice_to: Mutex::new(None),
             space: Notify::new(),
             data: Notify::new(),
         });
@@ -164,10 +248,35 @@ impl OutputCopier {
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, mut source: impl AsyncRead + Unpin) {
+async fn read_loop(shared: Arc<Shared>, mut source: Source) {
     let mut buf = vec![0u8; CHUNK];
     let mut warned = false;
     loop {
+        if let (Source::Pipe(rx), Some((to, now))) = (&source, shared.splice_target()) {
+            if !now {
+                // Bytes already read go first; splice once the writer has delivered them.
+                shared.space.notified().await;
+                continue;
+            }
+            let keep_going = || {
+                let q = shared.queue();
+                !(q.dead || q.detached)
+            };
+            match super::splice::forward(rx, &to, keep_going, &shared.space).await {
+                super::splice::End::Eof => break,
+                super::splice::End::SinkGone => {
+                    warn!(
+                        "{}: sink failed (broken pipe); discarding output meanwhile",
+                        shared.name
+                    );
+                    shared.set_splice_to(None);
+                    shared.queue().detached = true;
+                    shared.data.notify_one();
+                }
+                super::splice::End::Yield => {}
+            }
+            continue;
+        }
         let n = match source.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
@@ -238,19 +347,25 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
         q.chunks.clear();
         q.bytes = 0;
     }
+    offer_splice(&shared, &writer);
     shared.space.notify_one();
     loop {
-        if writer.is_none() && shared.queue().detached {
+        if shared.queue().detached {
+            writer = None;
             match reattach(&shared, fifo.as_deref()).await {
                 Some(w) => writer = Some(w),
                 None => break,
             }
+            offer_splice(&shared, &writer);
+            // A reader that was splicing-blocked rechecks now.
+            shared.space.notify_one();
         }
         let next = {
             let mut q = shared.queue();
             match q.chunks.pop_front() {
                 Some(c) => {
                     q.bytes -= c.len();
+                    q.writing = true;
                     Some(c)
                 }
                 None if q.eof => break,
@@ -263,7 +378,11 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
         };
         shared.space.notify_one();
         if let Some(w) = writer.as_mut() {
-            if let Err(e) = w.write_all(&chunk).await {
+            let written = w.write_all(&chunk).await;
+            shared.queue().writing = false;
+            // The reader may splice again once the queue is empty.
+            shared.space.notify_one();
+            if let Err(e) = written {
                 // EPIPE: the reader went away (a client killed, containerd restarting). Keep
                 // draining so the process never blocks on a sink nobody reads; a FIFO is
                 // reopened when a reader comes back.
@@ -272,6 +391,7 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
                     shared.name
                 );
                 writer = None;
+                shared.set_splice_to(None);
                 let mut q = shared.queue();
                 if fifo.is_some() {
                     q.detached = true;
@@ -286,11 +406,19 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
             }
         }
     }
+    shared.set_splice_to(None);
     if let Some(mut w) = writer {
-        let _ = w.flush().await;
+        w.flush().await;
     }
     debug!("{}: output closed", shared.name);
     let _ = done.send(true);
+}
+
+fn offer_splice(shared: &Shared, writer: &Option<Writer>) {
+    shared.set_splice_to(match writer {
+        Some(Writer::Pipe(p)) => Some(p.clone()),
+        _ => None,
+    });
 }
 
 /// Waits for a reader to open the FIFO again; None if the output ends first.
@@ -308,7 +436,7 @@ async fn reattach(shared: &Shared, fifo: Option<&std::path::Path>) -> Option<Wri
             Ok(s) => {
                 shared.queue().detached = false;
                 log::info!("{}: a reader is back; delivering output again", shared.name);
-                return Some(Box::new(s));
+                return Some(Writer::Pipe(Arc::new(s)));
             }
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => tokio::time::sleep(RETRY).await,
             Err(_) => return None,

@@ -11,6 +11,7 @@ pub mod console;
 pub mod copier;
 pub mod fifo;
 pub mod pipe;
+pub mod splice;
 pub mod stdin;
 pub mod uri;
 
@@ -69,7 +70,7 @@ impl PendingTerminal {
         let reader = console::Pty::new(master.try_clone().map_err(term)?).map_err(term)?;
         let stdout = OutputCopier::start(
             format!("{} terminal", self.name),
-            reader,
+            copier::Source::Other(Box::new(reader)),
             plain(uri::parse(&self.paths.stdout)?),
             None,
         );
