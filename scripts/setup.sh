@@ -2,15 +2,19 @@
 # Prepares a Debian machine for building and testing sluice, then builds the workspace.
 #
 #   - installs containerd, runc and busybox-static if missing (never starts containerd: the
-#     tests and the demo run their own private containerd);
+#     tests and the demo run their own private containerd), and protobuf-compiler (protoc, for
+#     the CRI client the integration tests build);
+#   - unpacks containerd 1.7 and 2.x next to the system's 1.6 for the tests
+#     (scripts/fetch-containerd.sh: Debian trixie's and sid's packages, never installed), for
+#     each version in SLUICE_CONTAINERD_VERSIONS other than 1.6 (default "1.6 1.7 2.x");
 #   - checks that cargo is there;
 #   - builds every binary of the workspace (debug): the shim and the fault-injecting runc.
 #
-# Idempotent; needs root for the package step only. No standard input is read.
+# Idempotent; needs root for the package steps only. No standard input is read.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(containerd runc busybox-static)
+PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -46,10 +50,19 @@ if ((${#missing[@]})); then
     trap - EXIT
 fi
 
-for tool in containerd ctr runc containerd-shim-runc-v2 busybox; do
+for tool in containerd ctr runc containerd-shim-runc-v2 busybox protoc; do
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v "$tool" >/dev/null \
         || die "$tool is still missing after installing ${PACKAGES[*]}"
 done
+
+extra=()
+for v in ${SLUICE_CONTAINERD_VERSIONS:-1.6 1.7 2.x}; do
+    [[ $v == 1.6 ]] || extra+=("$v")
+done
+if ((${#extra[@]})); then
+    [[ $EUID -eq 0 ]] || die "need root to unpack containerd ${extra[*]} into the cache"
+    bash "$ROOT/scripts/fetch-containerd.sh" "${extra[@]}"
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
     # rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.

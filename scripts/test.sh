@@ -1,26 +1,81 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, then the integration tests, which start private
-# containerd instances and real runc and therefore need root (see integration/src/lib.rs).
-# Exits non-zero on any failure.
+# containerd instances and real runc and therefore need root (see integration/src/lib.rs), once
+# per containerd release line:
+#
+#   SLUICE_CONTAINERD_VERSIONS="1.6 1.7 2.x"   (default: all three)
+#     1.6  the system's containerd (Debian bookworm)
+#     1.7  Debian trixie's package, 2.x Debian sid's, unpacked by scripts/fetch-containerd.sh
+#          (setup.sh calls it) and used with their own ctr and stock shim
+#   SLUICE_IT_THREADS=2                          parallel tests per run
+#   SLUICE_PACKAGE_TEST=1                        also build the Debian package (installs
+#                                                cargo-deb from crates.io: minutes) and check
+#                                                its contents (scripts/package.sh --check)
+#
+# Every version runs even if an earlier one failed; exits non-zero on any failure, after a
+# summary with the wall time of each part.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+read -r -a VERSIONS <<<"${SLUICE_CONTAINERD_VERSIONS:-1.6 1.7 2.x}"
+export SLUICE_CONTAINERD_VERSIONS="${VERSIONS[*]}"
+START=$SECONDS
+TIMES=()
+FAILED=()
+timed() { TIMES+=("$(printf '%-44s %4ss  %s' "$1" "$2" "$3")"); }
+
+t=$SECONDS
 bash scripts/setup.sh
+timed "setup (packages, containerd 1.7/2.x, build)" $((SECONDS - t)) ok
 # setup.sh may have found cargo outside PATH; do the same here.
 command -v cargo >/dev/null 2>&1 || export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "== unit tests"
+t=$SECONDS
 cargo test --workspace --exclude sluice-integration --no-fail-fast
-# The harness's own unit tests (fault-runc config and payloads); the integration tests below
-# run only the #[ignore]d ones.
+# The harness's own unit tests (fault-runc config and payloads, OCI image, CRI log parsing);
+# the integration tests below run only the #[ignore]d ones.
 cargo test -p sluice-integration --lib --bins
+timed "unit tests" $((SECONDS - t)) ok
 
-echo "== integration tests (private containerd per test, stock shim and sluice)"
 [[ $EUID -eq 0 ]] || { echo "test.sh: integration tests need root" >&2; exit 1; }
 export SLUICE_SHIM_BIN=${SLUICE_SHIM_BIN:-$ROOT/target/debug/containerd-shim-sluice-v2}
+t=$SECONDS
 cargo build -p sluice-integration --tests --bins
-cargo test -p sluice-integration --tests --no-fail-fast -- --ignored --test-threads="${SLUICE_IT_THREADS:-2}"
+timed "integration test build" $((SECONDS - t)) ok
 
+for v in "${VERSIONS[@]}"; do
+    echo "== integration tests, containerd $v (private containerd per test, stock shim and sluice, CRI)"
+    t=$SECONDS
+    if SLUICE_CONTAINERD=$v cargo test -p sluice-integration --tests --no-fail-fast -- \
+        --ignored --test-threads="${SLUICE_IT_THREADS:-2}"; then
+        timed "integration tests, containerd $v" $((SECONDS - t)) ok
+    else
+        timed "integration tests, containerd $v" $((SECONDS - t)) FAILED
+        FAILED+=("integration tests on containerd $v")
+    fi
+done
+
+if [[ ${SLUICE_PACKAGE_TEST:-} == 1 ]]; then
+    echo "== Debian package (SLUICE_PACKAGE_TEST=1)"
+    t=$SECONDS
+    if bash scripts/package.sh --check; then
+        timed "Debian package build and check" $((SECONDS - t)) ok
+    else
+        timed "Debian package build and check" $((SECONDS - t)) FAILED
+        FAILED+=("Debian package")
+    fi
+else
+    echo "== Debian package: skipped (set SLUICE_PACKAGE_TEST=1 to build and check it)"
+fi
+
+echo "== wall time per part"
+printf '  %s\n' "${TIMES[@]}"
+printf '  %-44s %4ss\n' "total" $((SECONDS - START))
+if ((${#FAILED[@]})); then
+    printf '== FAILED: %s\n' "${FAILED[@]}" >&2
+    exit 1
+fi
 echo "== all tests passed"

@@ -2,6 +2,7 @@
 
 mod cgroup;
 mod container;
+mod doctor;
 mod error;
 mod events;
 mod io;
@@ -15,6 +16,9 @@ mod tail;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("doctor") {
+        std::process::exit(doctor::main(&args[2..]));
+    }
     if args
         .iter()
         .skip(1)

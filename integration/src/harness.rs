@@ -106,9 +106,26 @@ fn sanitize(label: &str) -> String {
         .collect::<String>()
 }
 
+/// What [`TestEnv::start_with`] sets up beyond [`TestEnv::start`].
+#[derive(Default)]
+pub struct EnvOpts {
+    /// The whole `config.toml`, made from the laid-out environment (the CRI tests turn CRI on);
+    /// `None`: the default config, CRI off.
+    #[allow(clippy::type_complexity)]
+    pub config: Option<Box<dyn Fn(&TestEnv) -> String>>,
+    /// Extra `(name, target)` symlinks in the shims directory, which is on containerd's PATH
+    /// after the runc wrapper and before the system (e.g. sluice as `containerd-shim-runc-v2`).
+    pub shims: Vec<(String, PathBuf)>,
+}
+
 impl TestEnv {
     /// Starts a private containerd for `runtime`. Panics with the reason if anything is missing.
     pub fn start(label: &str, runtime: Runtime) -> TestEnv {
+        TestEnv::start_with(label, runtime, EnvOpts::default())
+    }
+
+    /// [`TestEnv::start`] with extra shims on PATH and/or a config of the caller's.
+    pub fn start_with(label: &str, runtime: Runtime, opts: EnvOpts) -> TestEnv {
         let tools = system::tools();
         let sluice = match runtime {
             Runtime::Sluice => Some(system::sluice_shim_bin()),
@@ -145,6 +162,13 @@ impl TestEnv {
         if let Some(sluice) = sluice {
             let link = env.dir.join("shims").join(SLUICE_SHIM_NAME);
             symlink(&sluice, &link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+        }
+        for (name, target) in &opts.shims {
+            let link = env.dir.join("shims").join(name);
+            symlink(target, &link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+        }
+        if let Some(config) = &opts.config {
+            fs::write(env.dir.join("config.toml"), config(&env)).expect("write config.toml");
         }
         env.start_containerd();
         env
@@ -185,31 +209,47 @@ impl TestEnv {
     }
 
     /// PATH for containerd and so for the shims and runc: the wrapper first, then the sluice
-    /// symlink, then the system.
+    /// symlink, then the selected containerd build's own binaries (its stock shim), then the
+    /// system.
     pub fn containerd_path(&self) -> String {
+        let build = crate::versions::selected()
+            .bin_dir
+            .as_ref()
+            .map(|d| format!("{}:", d.display()))
+            .unwrap_or_default();
         format!(
-            "{}:{}:{SYSTEM_PATH}",
+            "{}:{}:{build}{SYSTEM_PATH}",
             self.wrapper_dir.display(),
             self.dir.join("shims").display()
         )
     }
 
     fn config_toml(&self) -> String {
+        let line = crate::versions::selected().line;
+        // CRI is heavy and unneeded (ctr talks to the task service); snapshotters are unneeded
+        // (every container uses --rootfs).
+        let disabled: Vec<&str> = line
+            .cri_plugins()
+            .iter()
+            .chain(line.unneeded_plugins())
+            .copied()
+            .collect();
+        self.base_config_toml(&disabled)
+    }
+
+    /// The config every private containerd starts from, in the config version of the selected
+    /// containerd: own root, state, sockets and opt dir, debug log, `disabled` plugins off.
+    /// Plugin sections may be appended (the CRI tests do).
+    pub fn base_config_toml(&self, disabled: &[&str]) -> String {
         let d = self.dir.display();
+        let disabled: String = disabled.iter().map(|p| format!("  \"{p}\",\n")).collect();
         format!(
             r#"# private containerd for sluice integration test {ns}
-version = 2
+version = {version}
 root = "{d}/root"
 state = "{d}/state"
-# CRI is heavy and unneeded (ctr talks to the task service); snapshotters are unneeded
-# (every container uses --rootfs).
 disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-]
+{disabled}]
 
 [grpc]
   address = "{sock}"
@@ -224,13 +264,17 @@ disabled_plugins = [
   path = "{d}/opt"
 "#,
             ns = self.ns,
+            version = crate::versions::selected().config_version(),
             sock = self.sock.display(),
         )
     }
 
     fn start_containerd(&mut self) {
         let cfg = self.dir.join("config.toml");
-        fs::write(&cfg, self.config_toml()).expect("write config.toml");
+        // start_with() may have written its own.
+        if !cfg.exists() {
+            fs::write(&cfg, self.config_toml()).expect("write config.toml");
+        }
         let log = File::create(&self.log_path).expect("create containerd.log");
         let mut cmd = Command::new(&self.tools.containerd);
         cmd.arg("--config")
@@ -320,6 +364,32 @@ disabled_plugins = [
             opts.stdin.clone(),
             opts.timeout.unwrap_or(CTR_TIMEOUT),
         )
+    }
+
+    /// `ctr -a <sock> -n <ns> <args>`, not started: for callers that need their own stdio (a
+    /// pseudo-terminal, a streamed `ctr events`).
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        self.ctr_command(args)
+    }
+
+    /// The `ctr run` arguments [`TestEnv::run_with`] uses, plus `flags` (e.g. `--tty`,
+    /// `--log-uri URI`, `--memory-limit N`) placed before the first positional argument.
+    pub fn run_args_with_flags(
+        &self,
+        id: &str,
+        detach: bool,
+        opts: &RunOpts,
+        flags: &[&str],
+        argv: &[&str],
+    ) -> Vec<String> {
+        let mut a = self.run_args(id, detach, opts, argv);
+        a.splice(1..1, flags.iter().map(|s| s.to_string()));
+        a
+    }
+
+    /// Where ctr creates this test's IO FIFOs (`--fifo-dir`).
+    pub fn fifo_dir(&self) -> &Path {
+        &self.fifo_dir
     }
 
     /// Attached `ctr run --rm` left running in the background.
@@ -666,21 +736,34 @@ disabled_plugins = [
         }
     }
 
-    /// The shim sockets named in the bundles' `address` files (only inside the fixed socket dir).
+    /// The shim sockets named in the bundles (only inside the fixed socket dir), in every
+    /// namespace of this private containerd (CRI tests use `k8s.io`): the `address` file
+    /// (containerd 1.x, and shims that write one), or containerd 2.x's `bootstrap.json`
+    /// (`{"version":3,"address":"unix:///run/containerd/s/...","protocol":"ttrpc"}`).
     pub fn shim_sockets(&self) -> Vec<PathBuf> {
-        let bundles = self
-            .dir
-            .join("state/io.containerd.runtime.v2.task")
-            .join(&self.ns);
-        let Ok(entries) = fs::read_dir(bundles) else {
+        let tasks = self.dir.join("state/io.containerd.runtime.v2.task");
+        let Ok(namespaces) = fs::read_dir(tasks) else {
             return Vec::new();
         };
-        entries
+        let mut out: Vec<PathBuf> = namespaces
             .flatten()
-            .filter_map(|e| fs::read_to_string(e.path().join("address")).ok())
+            .filter_map(|ns| fs::read_dir(ns.path()).ok())
+            .flat_map(|bundles| bundles.flatten())
+            // One entry per bundle (a group's bundles name the same socket).
+            .filter_map(|b| {
+                fs::read_to_string(b.path().join("address"))
+                    .ok()
+                    .or_else(|| {
+                        fs::read_to_string(b.path().join("bootstrap.json"))
+                            .ok()
+                            .and_then(|j| bootstrap_address(&j))
+                    })
+            })
             .filter_map(|a| a.trim().strip_prefix("unix://").map(PathBuf::from))
             .filter(|p| p.parent() == Some(Path::new(SHIM_SOCKET_DIR)))
-            .collect()
+            .collect();
+        out.sort();
+        out
     }
 
     /// `/<ns>` in every cgroup hierarchy that has it (v1 controllers, unified, or pure v2).
@@ -738,6 +821,18 @@ fn sweep_stale(base: &Path, tools: &'static Tools) {
             tools,
         ));
     }
+}
+
+/// The `address` of a containerd 2.x `bootstrap.json` (a flat JSON object of strings and a
+/// number; no JSON library needed).
+pub(crate) fn bootstrap_address(json: &str) -> Option<String> {
+    let rest = &json[json.find("\"address\"")? + "\"address\"".len()..];
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 /// `dir` and every directory below it.

@@ -10,11 +10,15 @@
 //! (scripts/test.sh does). When run, a missing prerequisite is a failure, never a skip.
 
 pub mod cmd;
+pub mod cri;
+pub mod doctor_support;
 pub mod fault;
 pub mod harness;
+pub mod parity;
 pub mod procs;
 pub mod scenarios;
 pub mod system;
+pub mod versions;
 
 pub use cmd::CmdOutput;
 pub use harness::{RunOpts, TestEnv};

@@ -93,6 +93,19 @@ fn assert_shims_exit(env: &TestEnv, sockets: &[std::path::PathBuf]) {
     );
     let mut left: Vec<_> = sockets.iter().filter(|s| s.exists()).collect();
     left.dedup();
+    // containerd 2.1's own runc shim leaves a group shim's socket behind (seen on Debian's
+    // 2.1.9); that is the reference's behaviour, not the harness's, so the stock run only notes
+    // it and removes the dead file. sluice is held to removing it.
+    if rt == Runtime::RuncV2
+        && crate::versions::selected().line == crate::versions::Line::V2
+        && !left.is_empty()
+    {
+        eprintln!("[{rt}] note: containerd 2.x's stock shim left {left:?}; removing");
+        for s in &left {
+            let _ = std::fs::remove_file(s);
+        }
+        return;
+    }
     assert!(
         left.is_empty(),
         "[{rt}] the shim exited but left its socket behind: {left:?}"

@@ -43,11 +43,13 @@ pub fn tools() -> &'static Tools {
                 )
             })
         };
+        // containerd, ctr and the stock shim of the build SLUICE_CONTAINERD selects.
+        let build = crate::versions::selected();
         let tools = Tools {
-            containerd: need("containerd", "containerd"),
-            ctr: need("ctr", "containerd"),
+            containerd: build.containerd.clone(),
+            ctr: build.ctr.clone(),
             runc: need("runc", "runc"),
-            stock_shim: need("containerd-shim-runc-v2", "containerd"),
+            stock_shim: build.stock_shim.clone(),
             busybox: need("busybox", "busybox-static"),
         };
         if !is_static_elf(&tools.busybox) {

@@ -23,11 +23,13 @@ Options:
   --pid <pid>             only processes in the subtree of <pid> (repeatable) for the
                           process-based findings; the pipe budget is still counted node-wide
   --cgroup-prefix <path>  only cgroups at or below <path>, e.g. /k8s.io (repeatable)
+  --check <list>          only these checks, comma-separated: pipes, runc, pids, shims [all]
   --proc-root <dir>       read processes and fs.pipe-user-pages-* from <dir> [/proc]
   --cgroup-root <dir>     read cgroups from <dir> [/sys/fs/cgroup]
   -h, --help              this text
 
-Exit status: 0 nothing needs attention, 1 findings, 2 the doctor itself failed.
+Exit status: 0 nothing needs attention (a user at 80% of the pipe budget is a warning only),
+1 findings, 2 the doctor itself failed.
 ";
 
 /// How the report is printed.
@@ -35,6 +37,43 @@ Exit status: 0 nothing needs attention, 1 findings, 2 the doctor itself failed.
 pub enum Format {
     Text,
     Json,
+}
+
+/// Which checks produce findings (`--check`). The pipe budget is always counted and shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checks {
+    pub pipes: bool,
+    pub runc: bool,
+    pub pids: bool,
+    pub shims: bool,
+}
+
+impl Checks {
+    pub const ALL: Checks = Checks {
+        pipes: true,
+        runc: true,
+        pids: true,
+        shims: true,
+    };
+    pub const NONE: Checks = Checks {
+        pipes: false,
+        runc: false,
+        pids: false,
+        shims: false,
+    };
+
+    /// The names of the checks that are on, as `--check` spells them.
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.pipes, "pipes"),
+            (self.runc, "runc"),
+            (self.pids, "pids"),
+            (self.shims, "shims"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 /// Parsed `doctor` options.
@@ -45,6 +84,7 @@ pub struct Options {
     pub pids_ratio: f64,
     pub pids: Vec<i32>,
     pub cgroup_prefixes: Vec<String>,
+    pub checks: Checks,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
 }
@@ -57,6 +97,7 @@ impl Default for Options {
             pids_ratio: DEFAULT_PIDS_RATIO,
             pids: Vec::new(),
             cgroup_prefixes: Vec::new(),
+            checks: Checks::ALL,
             proc_root: PathBuf::from("/proc"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         }
@@ -73,6 +114,7 @@ pub enum Command {
 /// Parses the arguments after `doctor`.
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut o = Options::default();
+    let mut checks: Option<Checks> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -132,10 +174,31 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 let v = value("a cgroup path")?;
                 o.cgroup_prefixes.push(normalize_cgroup_prefix(&v)?);
             }
+            "check" => {
+                let v = value("a list of checks")?;
+                let c = checks.get_or_insert(Checks::NONE);
+                for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    match name {
+                        "pipes" => c.pipes = true,
+                        "runc" => c.runc = true,
+                        "pids" => c.pids = true,
+                        "shims" => c.shims = true,
+                        other => {
+                            return Err(format!(
+                                "--check {other:?}: expected pipes, runc, pids or shims"
+                            ))
+                        }
+                    }
+                }
+            }
             "proc-root" => o.proc_root = PathBuf::from(value("a directory")?),
             "cgroup-root" => o.cgroup_root = PathBuf::from(value("a directory")?),
             _ => return Err(format!("unknown option {arg:?}")),
         }
+    }
+    o.checks = checks.unwrap_or(Checks::ALL);
+    if o.checks == Checks::NONE {
+        return Err("--check needs at least one of pipes, runc, pids, shims".into());
     }
     Ok(Command::Run(o))
 }
@@ -143,7 +206,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
 /// `ns/c1/`, `/ns//c1` → `/ns/c1`; `/` stays `/`. A `..` is refused: a prefix names cgroups, it
 /// does not walk the filesystem.
 fn normalize_cgroup_prefix(v: &str) -> Result<String, String> {
-    let parts: Vec<&str> = v.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = v
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.contains(&"..") {
         return Err(format!("--cgroup-prefix {v:?}: `..` is not allowed"));
     }

@@ -60,8 +60,6 @@ pub const EXIT_FAILED: i32 = 2;
 /// Why the doctor could not produce a report.
 #[derive(Debug, thiserror::Error)]
 pub enum DoctorError {
-    #[error("{0}")]
-    Usage(String),
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -202,15 +200,25 @@ pub fn examine(opts: &Options, host: &Host) -> Result<Report, DoctorError> {
     };
     let threshold = opts.threshold_secs;
 
+    let checks = opts.checks;
     let mut notes = procs.notes();
     let pipes = pipes::inventory(host, &procs);
     let budget = pipes::budget(host, &pipes)?;
-    let mut findings = pipes::findings(host, &procs, &pipes, &budget, &scope);
-    findings.extend(runc::old_runc(host, &procs, &pipes, &scope, threshold));
-    let (near_max, cg_notes) = cgroups::pids_near_max(host, opts.pids_ratio, &scope)?;
-    findings.extend(near_max);
-    notes.extend(cg_notes);
-    findings.extend(shims::trouble(host, &procs, &scope, threshold));
+    let mut findings = Vec::new();
+    if checks.pipes {
+        findings.extend(pipes::findings(host, &procs, &pipes, &budget, &scope));
+    }
+    if checks.runc {
+        findings.extend(runc::old_runc(host, &procs, &pipes, &scope, threshold));
+    }
+    if checks.pids {
+        let (near_max, cg_notes) = cgroups::pids_near_max(host, opts.pids_ratio, &scope)?;
+        findings.extend(near_max);
+        notes.extend(cg_notes);
+    }
+    if checks.shims {
+        findings.extend(shims::trouble(host, &procs, &scope, threshold));
+    }
     notes.extend(pipes.notes());
 
     Ok(Report {
@@ -219,5 +227,6 @@ pub fn examine(opts: &Options, host: &Host) -> Result<Report, DoctorError> {
         notes,
         threshold_seconds: threshold,
         pids_ratio: opts.pids_ratio,
+        checks,
     })
 }

@@ -91,15 +91,6 @@ impl Proc {
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z'
     }
-
-    /// A short human description: `argv` joined, or `[comm]` when there is none.
-    pub fn describe(&self) -> String {
-        if self.argv.is_empty() {
-            format!("[{}]", self.comm)
-        } else {
-            shorten(&self.argv.join(" "), 160)
-        }
-    }
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut.

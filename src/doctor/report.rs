@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::cli::Checks;
 use super::pipes::{BudgetStatus, PipeBudget};
 use super::procfs::{shorten, Access, ProcTable};
 
@@ -134,6 +135,9 @@ pub struct ShimChild {
     /// Since the child started (a zombie's death time is not recorded anywhere).
     pub age_seconds: u64,
     pub wchan: Option<String>,
+    /// For a runc child: its verb and the container it works on.
+    pub verb: Option<String>,
+    pub container_id: Option<String>,
 }
 
 /// A shim and its troublesome child.
@@ -171,6 +175,8 @@ pub struct Report {
     pub notes: Vec<String>,
     pub threshold_seconds: f64,
     pub pids_ratio: f64,
+    /// The checks that ran (`--check`); a kind not checked has no findings by construction.
+    pub checks: Checks,
 }
 
 #[derive(Serialize)]
@@ -181,6 +187,7 @@ struct JsonReport<'a> {
     notes: &'a [String],
     threshold_seconds: f64,
     pids_ratio: f64,
+    checks: Vec<&'static str>,
 }
 
 /// `42s`, `5m07s`, `3h12m`, `2d04h`.
@@ -190,6 +197,15 @@ pub fn fmt_age(secs: u64) -> String {
         s if s < 7200 => format!("{}m{:02}s", s / 60, s % 60),
         s if s < 2 * 86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         s => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// A section's count, or why it has none.
+fn count_or_skipped(checked: bool, n: usize) -> String {
+    if checked {
+        n.to_string()
+    } else {
+        "not checked (--check)".to_string()
     }
 }
 
@@ -216,6 +232,7 @@ impl Report {
             notes: &self.notes,
             threshold_seconds: self.threshold_seconds,
             pids_ratio: self.pids_ratio,
+            checks: self.checks.names(),
         };
         // Plain data with string keys: serialization cannot fail.
         let mut s = serde_json::to_string_pretty(&view).unwrap_or_else(|e| {
@@ -240,7 +257,7 @@ impl Report {
         let _ = writeln!(
             s,
             "\nsmall pipes (below the default 16 pages): {}",
-            small.len()
+            count_or_skipped(self.checks.pipes, small.len())
         );
         for p in &small {
             let holders: Vec<String> = p.holders.iter().map(Holder::text).collect();
@@ -268,7 +285,7 @@ impl Report {
             s,
             "\nrunc processes older than {}s: {}",
             self.threshold_seconds,
-            runcs.len()
+            count_or_skipped(self.checks.runc, runcs.len())
         );
         for r in &runcs {
             s.push_str(&runc_text(r));
@@ -286,7 +303,7 @@ impl Report {
             s,
             "\ncgroups near pids.max (current >= {}% of max): {}",
             self.pids_ratio * 100.0,
-            near.len()
+            count_or_skipped(self.checks.pids, near.len())
         );
         for c in &near {
             let _ = writeln!(
@@ -305,7 +322,11 @@ impl Report {
                 _ => None,
             })
             .collect();
-        let _ = writeln!(s, "\nshims with trouble: {}", shims.len());
+        let _ = writeln!(
+            s,
+            "\nshims with trouble: {}",
+            count_or_skipped(self.checks.shims, shims.len())
+        );
         for (what, t) in &shims {
             let sh = &t.shim;
             let c = &t.child;
@@ -319,11 +340,14 @@ impl Report {
             let _ = match *what {
                 "runc" => writeln!(
                     s,
-                    "{head}: runc child pid {} has run for {}, in {}: {}",
+                    "{head}: runc child pid {} ({}) has run for {}, in {}",
                     c.pid,
+                    match (&c.verb, &c.container_id) {
+                        (Some(v), Some(id)) => format!("runc {v} {id}"),
+                        _ => shorten(&c.argv.join(" "), 120),
+                    },
                     fmt_age(c.age_seconds),
                     opt(&c.wchan),
-                    shorten(&c.argv.join(" "), 160)
                 ),
                 _ => writeln!(
                     s,
@@ -480,7 +504,8 @@ fn runc_text(r: &OldRunc) -> String {
             opt(&b.capacity_bytes)
         );
     }
-    if let Some(cg) = &r.cgroup {
+    // The root cgroup says nothing (runc itself usually runs in its shim's cgroup).
+    if let Some(cg) = r.cgroup.as_ref().filter(|c| *c != "/") {
         let _ = writeln!(s, "    cgroup {cg}");
     }
     if let Some(h) = &r.hint {
