@@ -903,6 +903,18 @@ class Bench:
             # tokio's and Go's idle worker threads retire after ~10 s: wait past that.
             time.sleep(11)
             late = self._mem(ids)
+            # PSS splits a binary's shared pages among every process running it, here or not.
+            mappers = {STOCK: 0, SLUICE: 0}
+            targets = {os.path.realpath(shutil.which("containerd-shim-runc-v2",
+                                                     path=SYSTEM_PATH)): STOCK,
+                       os.path.join(e.dir, "bin", SHIM_NAME): SLUICE}
+            for pid in all_pids():
+                try:
+                    exe = os.readlink(f"/proc/{pid}/exe")
+                except OSError:
+                    continue
+                if exe in targets:
+                    mappers[targets[exe]] += 1
         finally:
             e.remove(ids[STOCK] + ids[SLUICE])
         for rt in (STOCK, SLUICE):
@@ -910,6 +922,8 @@ class Bench:
                 self.put(f"idle_{k}", rt, median([m[k] for m in late[rt]]))
             self.put("idle_threads_2s", rt, median([m["threads"] for m in early[rt]]))
             self.put("idle_threads_max", rt, max(m["threads"] for m in late[rt]))
+        self.details.append(("processes running each shim binary when idle memory was read "
+                             "(PSS shares their common pages)", mappers))
         self.details.append(("idle shims after 13 s (rss/pss/uss KiB, threads)",
                              {rt: [(m["rss"], m["pss"], m["uss"], m["threads"]) for m in late[rt]]
                               for rt in late}))

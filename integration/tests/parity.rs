@@ -602,8 +602,9 @@ fn report_rounds(rt: Runtime, what: &str, failures: &[String]) {
 /// `stdinCloser` has the task handle (it gets it when NewTask returns), so ctr sends no
 /// CloseIO; the only EOF cat can then get is the close of ctr's own end of the stdin FIFO. The
 /// stock shim keeps a write end of its own (EOF only on CloseIO) and hangs in 19-20 runs of
-/// 20; sluice passes because it keeps none, which is also why it fails
-/// `stdin_survives_a_detached_client`. With ctr 1.6 a shim cannot pass both.
+/// 20. sluice takes a client that wrote its input and closed the FIFO within two seconds as
+/// the end of stdin (`src/io/stdin.rs`), and otherwise holds a write end of its own like the
+/// stock shim, so it passes this and `stdin_survives_a_detached_client` both.
 ///
 /// (b) the same with stdin's EOF after the task runs, when ctr does send CloseIO: CloseIO must
 /// deliver EOF every time, under both shims.

@@ -1,6 +1,20 @@
-//! Copies containerd's stdin FIFO into the process's stdin pipe, and closes it on EOF or CloseIO.
+//! Copies containerd's stdin FIFO into the process's stdin pipe, and closes the pipe when the
+//! client is done with it.
+//!
+//! When is stdin over? As with the stock shim, a client leaving (a detached `ctr`, a restarting
+//! containerd holding a CRI container's stdin) does not end it: the shim then holds a write end
+//! of the FIFO itself, so the process keeps its stdin until CloseIO. Two cases do end it:
+//! - CloseIO, once what the client wrote has been delivered;
+//! - a client that wrote its input and closed the FIFO right away, as `printf x | ctr run ... cat`
+//!   does: ctr 1.6 sends no CloseIO when its input ends before the task exists, and the stock
+//!   shim leaves such a process waiting for ever.
 
-use std::{io, path::PathBuf, sync::Arc};
+use std::{
+    io,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use log::{debug, warn};
 use tokio::{
@@ -8,6 +22,12 @@ use tokio::{
     net::unix::pipe,
     sync::Notify,
 };
+
+/// A client that closes the FIFO this soon after it started, having written something, has
+/// piped a finite input: its close is the end of stdin.
+const FINITE_INPUT_WINDOW: Duration = Duration::from_secs(2);
+/// After CloseIO, how long to wait for clients that keep the FIFO open before closing anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A running stdin copy.
 pub struct StdinCopier {
@@ -25,7 +45,7 @@ impl StdinCopier {
         StdinCopier { close }
     }
 
-    /// CloseIO: deliver what the client already wrote, then close the process's stdin.
+    /// CloseIO: deliver what the clients write until they close, then close the process's stdin.
     pub fn close(&self) {
         self.close.notify_one();
     }
@@ -37,6 +57,7 @@ async fn copy(
     mut target: impl AsyncWrite + Unpin,
     close: Arc<Notify>,
 ) {
+    let started = Instant::now();
     let mut source = match super::fifo::open_reader(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -44,12 +65,30 @@ async fn copy(
             return;
         }
     };
+    // Our own write end, held once a client has left; dropped on CloseIO.
+    let mut own_writer: Option<pipe::Sender> = None;
+    let mut got_data = false;
+    let mut closing: Option<Instant> = None;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
+        let grace = closing.map(|at| CLOSE_GRACE.saturating_sub(at.elapsed()));
         tokio::select! {
             r = source.read(&mut buf) => match r {
-                Ok(0) => break,
+                Ok(0) => {
+                    // Every writer has closed the FIFO.
+                    if closing.is_some() || (got_data && started.elapsed() < FINITE_INPUT_WINDOW) {
+                        break;
+                    }
+                    match pipe::OpenOptions::new().open_sender(&path) {
+                        Ok(w) => {
+                            debug!("{name}: the stdin client left; stdin stays open until CloseIO");
+                            own_writer = Some(w);
+                        }
+                        Err(_) => break,
+                    }
+                }
                 Ok(n) => {
+                    got_data = true;
                     if let Err(e) = target.write_all(&buf[..n]).await {
                         debug!("{name}: stdin closed by the process: {e}");
                         return;
@@ -61,13 +100,18 @@ async fn copy(
                     break;
                 }
             },
-            _ = close.notified() => {
-                // The client wrote everything before it asked to close: take what is buffered.
+            _ = close.notified(), if closing.is_none() => {
+                closing = Some(Instant::now());
+                own_writer = None;
+            }
+            _ = tokio::time::sleep(grace.unwrap_or(Duration::MAX)), if grace.is_some() => {
+                // A client still holds the FIFO after CloseIO: take what it wrote and close.
                 drain_ready(&name, &mut source, &mut target, &mut buf).await;
                 break;
             }
         }
     }
+    drop(own_writer);
     debug!("{name}: stdin closed");
 }
 
@@ -89,5 +133,96 @@ async fn drain_ready(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        fifo: PathBuf,
+        copier: StdinCopier,
+        process: pipe::Receiver,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let p = crate::io::pipe::input().expect("pipe");
+        let to_process = pipe::Sender::from_owned_fd(p.ours).expect("sender");
+        let process = pipe::Receiver::from_owned_fd(p.child).expect("receiver");
+        let copier = StdinCopier::start("t".into(), fifo.clone(), to_process);
+        Fixture {
+            _dir: dir,
+            fifo,
+            copier,
+            process,
+        }
+    }
+
+    async fn read_to_eof(rx: &mut pipe::Receiver, limit: Duration) -> Option<Vec<u8>> {
+        let mut all = Vec::new();
+        tokio::time::timeout(limit, rx.read_to_end(&mut all))
+            .await
+            .ok()?
+            .ok()?;
+        Some(all)
+    }
+
+    async fn client(fifo: &PathBuf) -> pipe::Sender {
+        // The copier opens its read end as it starts; the client opens after it.
+        for _ in 0..100 {
+            if let Ok(s) = pipe::OpenOptions::new().open_sender(fifo) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the copier never opened the FIFO");
+    }
+
+    #[tokio::test]
+    async fn piped_input_then_close_is_the_end_of_stdin() {
+        let mut f = fixture();
+        let mut c = client(&f.fifo).await;
+        c.write_all(b"x").await.expect("write");
+        drop(c);
+        let got = read_to_eof(&mut f.process, Duration::from_secs(5)).await;
+        assert_eq!(got.as_deref(), Some(&b"x"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_does_not_end_stdin_but_close_io_does() {
+        let mut f = fixture();
+        let c = client(&f.fifo).await;
+        drop(c);
+        // Stays open: the stock shim keeps a detached container's stdin.
+        assert!(read_to_eof(&mut f.process, Duration::from_millis(500))
+            .await
+            .is_none());
+        // A new client can still write; CloseIO then ends stdin after its bytes.
+        let mut c = client(&f.fifo).await;
+        c.write_all(b"later").await.expect("write");
+        f.copier.close();
+        drop(c);
+        let got = read_to_eof(&mut f.process, Duration::from_secs(5)).await;
+        assert_eq!(got.as_deref(), Some(&b"later"[..]));
+    }
+
+    #[tokio::test]
+    async fn close_io_with_a_client_still_attached_closes_after_the_grace() {
+        let mut f = fixture();
+        let mut c = client(&f.fifo).await;
+        c.write_all(b"kept").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        f.copier.close();
+        let got = read_to_eof(&mut f.process, CLOSE_GRACE + Duration::from_secs(3)).await;
+        assert_eq!(got.as_deref(), Some(&b"kept"[..]));
+        drop(c);
     }
 }
