@@ -101,6 +101,26 @@ def cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
+def start_time(pid):
+    """Start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_shim(pid, cid, sock):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            if not f.read().startswith("containerd-shim"):
+                return False
+    except OSError:
+        return False
+    argv = proc_argv(pid)
+    return bool(argv) and arg_after(argv, "-id") == cid and arg_after(argv, "-address") == sock
+
+
 def mem_of(pid):
     """Rss, Pss, Uss (Private_Clean+Private_Dirty) in KiB from smaps_rollup; Threads."""
     out = {}
@@ -384,8 +404,11 @@ disabled_plugins = [
         return rows
 
     def shims(self):
-        """container id -> pid of the shim server serving it (one shim per container here)."""
-        found = {}
+        """container id -> pid of the shim server serving it (one shim per container here).
+
+        A child the server just forked (to exec runc) shows the server's command line until it
+        execs: the oldest matching process is the server."""
+        found, started = {}, {}
         for pid in all_pids():
             try:
                 with open(f"/proc/{pid}/comm") as f:
@@ -399,8 +422,9 @@ disabled_plugins = [
             if "start" in argv or "delete" in argv:
                 continue
             cid = arg_after(argv, "-id")
-            if cid:
-                found[cid] = pid
+            st = start_time(pid)
+            if cid and st is not None and (cid not in found or st < started[cid]):
+                found[cid], started[cid] = pid, st
         return found
 
     def find_shim(self, cid):
@@ -879,6 +903,9 @@ class Bench:
                 t = cpu_ticks(pid)
                 if t is None:
                     break
+                if not is_shim(pid, cid, self.env.sock):
+                    pid = None      # not (or no longer) the server: look again
+                    continue
                 box["ticks"] = t
             if stop.is_set():
                 if pid is not None or box.get("tries", 0) > 0:

@@ -8,7 +8,7 @@
 #   scripts/package.sh --check    build it, then check what it holds (dpkg-deb -c), its control
 #                                 fields, and that the packaged shim answers -v
 #
-# cargo-deb is installed from crates.io (`cargo install cargo-deb --locked`) when missing:
+# cargo-deb is installed with `cargo install cargo-deb --locked` when missing:
 # that alone takes several minutes, which is why scripts/test.sh runs this only with
 # SLUICE_PACKAGE_TEST=1.
 set -euo pipefail
@@ -31,7 +31,7 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found"
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found (package dpkg)"
 
 if ! cargo deb --version >/dev/null 2>&1; then
-    say "installing cargo-deb from crates.io (cargo install cargo-deb --locked; takes minutes)"
+    say "installing cargo-deb (cargo install cargo-deb --locked; takes minutes)"
     cargo install cargo-deb --locked
 fi
 say "$(cargo deb --version)"

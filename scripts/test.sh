@@ -9,7 +9,7 @@
 #          (setup.sh calls it) and used with their own ctr and stock shim
 #   SLUICE_IT_THREADS=2                          parallel tests per run
 #   SLUICE_PACKAGE_TEST=1                        also build the Debian package (installs
-#                                                cargo-deb from crates.io: minutes) and check
+#                                                cargo-deb with cargo install: minutes) and check
 #                                                its contents (scripts/package.sh --check)
 #
 # Every version runs even if an earlier one failed; exits non-zero on any failure, after a

@@ -258,6 +258,8 @@ impl CriEnv {
                 }
             }
         }
+        // runc made that root if it was missing; leave it only if someone else uses it.
+        let _ = fs::remove_dir(&shared);
     }
 
     fn runc_delete(&self, root: &Path, id: &str) {

@@ -38,6 +38,13 @@ pub enum Action {
     /// The seed case: shrink the inherited stdout/stderr pipes to one page, write the fake Go
     /// crash dump of [`crash_dump`] to stderr, exit 2 without running the real runc.
     CrashDump,
+    /// Never return: sleep forever without running the real runc (a wedged runc). Only a
+    /// deadline (or the harness's teardown, which kills wrapper processes) ends it.
+    Hang,
+    /// Write `bytes` bytes of [`flood`] to stdout and as many to stderr, then exec the real runc.
+    BothFlood { bytes: usize },
+    /// Kill itself with SIGKILL without running the real runc (runc dying mid-way).
+    SelfKill,
 }
 
 /// A complete wrapper configuration, as written to and parsed from `fault.conf`.
@@ -68,6 +75,9 @@ impl FaultConf {
             Action::None => ("none", 0),
             Action::StderrFlood { bytes } => ("stderr-flood", bytes),
             Action::CrashDump => ("crash-dump", 0),
+            Action::Hang => ("hang", 0),
+            Action::BothFlood { bytes } => ("both-flood", bytes),
+            Action::SelfKill => ("self-kill", 0),
         };
         format!(
             "# written by sluice-integration; read by fault-runc\n\
@@ -112,6 +122,9 @@ impl FaultConf {
             "none" => Action::None,
             "stderr-flood" => Action::StderrFlood { bytes },
             "crash-dump" => Action::CrashDump,
+            "hang" => Action::Hang,
+            "both-flood" => Action::BothFlood { bytes },
+            "self-kill" => Action::SelfKill,
             other => return Err(format!("unknown action {other:?}")),
         };
         Ok(FaultConf {
@@ -279,6 +292,23 @@ mod tests {
         assert_eq!(FaultConf::parse(&crash.to_conf_string()), Ok(crash));
         assert!(FaultConf::parse("verb=exec\n").is_err());
         assert!(FaultConf::parse("real_runc=/r\naction=explode\n").is_err());
+    }
+
+    #[test]
+    fn robustness_actions_round_trip() {
+        for action in [
+            Action::Hang,
+            Action::BothFlood { bytes: 1 << 20 },
+            Action::SelfKill,
+        ] {
+            let conf = FaultConf {
+                real_runc: "/usr/sbin/runc".into(),
+                verb: "exec".into(),
+                action,
+                once: true,
+            };
+            assert_eq!(FaultConf::parse(&conf.to_conf_string()), Ok(conf));
+        }
     }
 
     #[test]

@@ -314,6 +314,27 @@ disabled_plugins = [
         }
     }
 
+    /// SIGKILLs the private containerd (its shims live on), for restart tests; then
+    /// [`TestEnv::restart_containerd`] brings it back with the same config.
+    pub fn kill_containerd(&mut self) {
+        if let Some(mut child) = self.containerd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts containerd again with the same config, state and root (after
+    /// [`TestEnv::kill_containerd`]); the earlier log is kept as `containerd.log.<n>`.
+    pub fn restart_containerd(&mut self) {
+        assert!(self.containerd.is_none(), "containerd is still running");
+        let mut n = 1;
+        while self.dir.join(format!("containerd.log.{n}")).exists() {
+            n += 1;
+        }
+        let _ = fs::rename(&self.log_path, self.dir.join(format!("containerd.log.{n}")));
+        self.start_containerd();
+    }
+
     // ---- ctr ---------------------------------------------------------------------------
 
     fn ctr_command(&self, args: &[&str]) -> Command {

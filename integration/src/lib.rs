@@ -16,6 +16,7 @@ pub mod fault;
 pub mod harness;
 pub mod parity;
 pub mod procs;
+pub mod robustness;
 pub mod scenarios;
 pub mod system;
 pub mod versions;

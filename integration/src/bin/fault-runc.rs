@@ -56,6 +56,27 @@ fn main() {
                 log_call(&dir, &format!("verb={verb} crash-dump-written exit=2"));
                 process::exit(2);
             }
+            Action::Hang => {
+                log_call(&dir, &format!("verb={verb} hanging"));
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+            Action::BothFlood { bytes } => {
+                let payload = fault::flood(bytes);
+                let _ = std::io::stdout().write_all(&payload);
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().write_all(&payload);
+                log_call(&dir, &format!("verb={verb} both-flood-written={bytes}"));
+            }
+            Action::SelfKill => {
+                log_call(&dir, &format!("verb={verb} self-kill"));
+                // SAFETY: kill(2) on our own pid; no memory effects.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                process::exit(137);
+            }
         }
     }
 
