@@ -5,6 +5,7 @@ mod container;
 mod doctor;
 mod error;
 mod events;
+mod info;
 mod io;
 mod logger;
 mod process;
@@ -42,6 +43,13 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if args
+        .iter()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "-info" | "--info"))
+    {
+        std::process::exit(runtime.block_on(info::print()));
+    }
     runtime.block_on(containerd_shim::run::<shim::SluiceShim>(
         "io.containerd.sluice.v2",
         Some(shim::config()),

@@ -329,6 +329,11 @@ impl Runc {
         Ok(())
     }
 
+    /// `runc features`: what this runc supports, as its JSON.
+    pub async fn features(&self) -> Result<Vec<u8>, RuncError> {
+        invoke::run(self.call("features", "", None, Vec::new(), CallStdio::Capture)).await
+    }
+
     /// `runc ps`: the pids in the container.
     pub async fn ps(&self, id: &str, bundle: &Path) -> Result<Vec<u32>, RuncError> {
         let log = bundle.join("log.json");

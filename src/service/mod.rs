@@ -31,9 +31,36 @@ use crate::{
 
 pub struct Service {
     env: Env,
-    containers: Mutex<Containers>,
+    containers: Arc<Mutex<Containers>>,
     exit: Arc<ExitSignal>,
+    /// RPCs being served: the shim exits only once every reply has been sent.
+    in_flight: Arc<InFlight>,
 }
+
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one RPC for as long as it lives.
+struct Serving(Arc<InFlight>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// How long Shutdown waits for other RPCs (a Kill whose reply is still on its way).
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Default)]
 struct Containers {
@@ -114,9 +141,17 @@ impl Service {
     pub fn new(env: Env, exit: Arc<ExitSignal>) -> Service {
         Service {
             env,
-            containers: Mutex::new(Containers::default()),
+            containers: Arc::default(),
             exit,
+            in_flight: Arc::default(),
         }
+    }
+
+    fn serving(&self) -> Serving {
+        self.in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Serving(self.in_flight.clone())
     }
 
     fn containers(&self) -> MutexGuard<'_, Containers> {
@@ -382,12 +417,39 @@ impl Service {
     /// Exits the shim once no container is left; containerd asks after every task delete.
     pub async fn shutdown(&self, _req: api::ShutdownRequest) -> Result<Empty> {
         let c = self.containers();
-        if c.live.is_empty() && c.creating.is_empty() {
-            info!("no container left; shutting down");
-            self.exit.signal();
-        } else {
+        if !(c.live.is_empty() && c.creating.is_empty()) {
             debug!("shutdown ignored: {} container(s) left", c.live.len());
+            return Ok(Empty::new());
         }
+        drop(c);
+        info!("no container left; shutting down once every reply is sent");
+        let in_flight = self.in_flight.clone();
+        let exit = self.exit.clone();
+        let containers = self.containers.clone();
+        tokio::spawn(async move {
+            let drained = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+                loop {
+                    let idle = in_flight.idle.notified();
+                    tokio::pin!(idle);
+                    // Registered before the check, so a wake-up in between is not lost.
+                    idle.as_mut().enable();
+                    if in_flight.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return;
+                    }
+                    idle.await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                log::warn!("shutting down with RPCs still in flight after {SHUTDOWN_DRAIN:?}");
+            }
+            let c = containers.lock().unwrap_or_else(|p| p.into_inner());
+            if c.live.is_empty() && c.creating.is_empty() {
+                exit.signal();
+            } else {
+                info!("a container arrived meanwhile; not shutting down");
+            }
+        });
         Ok(Empty::new())
     }
 }
@@ -398,6 +460,7 @@ macro_rules! adapt {
         impl Task for Service {
             $(
                 async fn $name(&self, _ctx: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
+                    let _serving = self.serving();
                     Service::$name(self, req).await.map_err(Into::into)
                 }
             )*
