@@ -52,7 +52,6 @@ impl Tail {
     }
 
     /// Total bytes pushed so far.
-    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
     }

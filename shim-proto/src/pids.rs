@@ -2,7 +2,7 @@
 //! shim packs it (`containerd.runc.v1.ProcessDetails`), so `ctr task ps` shows it.
 
 use containerd_shim_protos::{
-    protobuf::{well_known_types::any::Any, Message, MessageFull},
+    protobuf::{well_known_types::any::Any, Message},
     shim::oci::ProcessDetails,
 };
 
@@ -12,7 +12,8 @@ pub fn process_details(exec_id: &str) -> Result<Any, containerd_shim_protos::pro
         ..Default::default()
     };
     Ok(Any {
-        type_url: ProcessDetails::descriptor().full_name().to_string(),
+        // Spelled out: the descriptor would build protobuf's reflection tables in the shim.
+        type_url: format!("containerd.runc.v1.{}", ProcessDetails::NAME),
         value: d.write_to_bytes()?,
         ..Default::default()
     })

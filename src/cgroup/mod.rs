@@ -31,7 +31,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use containerd_shim::protos::protobuf::{well_known_types::any::Any, MessageFull};
+use containerd_shim::protos::protobuf::{well_known_types::any::Any, Message};
 
 pub use oom::OomWatcher;
 
@@ -269,13 +269,16 @@ impl ContainerCgroup {
                         return Err(self.gone(first));
                     }
                 }
-                self.pack(&v1::metrics(dirs, &self.proc_root))
+                self.pack(
+                    "io.containerd.cgroups.v1",
+                    &v1::metrics(dirs, &self.proc_root),
+                )
             }
             Kind::V2(dir) => {
                 if !dir.is_dir() {
                     return Err(self.gone(dir));
                 }
-                self.pack(&v2::metrics(dir))
+                self.pack("io.containerd.cgroups.v2", &v2::metrics(dir))
             }
         }
     }
@@ -304,8 +307,10 @@ impl ContainerCgroup {
         }
     }
 
-    fn pack<M: MessageFull>(&self, m: &M) -> Result<Any, CgroupError> {
-        let type_url = M::descriptor().full_name().to_string();
+    /// Packs `m` of protobuf `package`; the name is spelled out because the descriptor would
+    /// build protobuf's reflection tables (hundreds of KiB) in every shim that serves Stats.
+    fn pack<M: Message>(&self, package: &str, m: &M) -> Result<Any, CgroupError> {
+        let type_url = format!("{package}.{}", M::NAME);
         let value = m.write_to_bytes().map_err(|source| CgroupError::Encode {
             pid: self.pid,
             type_url: type_url.clone(),

@@ -167,10 +167,16 @@ pub async fn run(call: Call) -> Result<Vec<u8>, RuncError> {
             });
         }
     };
+    let process_pipes = capture.is_none();
     let stdout = finish_capture(capture).await;
     let elapsed = started.elapsed();
     debug!("runc {verb} {container}: exit status {status} after {elapsed:?}");
     if status != 0 {
+        if process_pipes {
+            // io/ reads the process's pipes in its own task: let it catch up with what runc
+            // wrote just before it died, so that the error has runc's last words.
+            settle(&tail).await;
+        }
         return Err(RuncError::Failed {
             verb,
             container,
@@ -180,6 +186,21 @@ pub async fn run(call: Call) -> Result<Vec<u8>, RuncError> {
         });
     }
     Ok(stdout)
+}
+
+/// Waits until `tail` stops growing (bounded), for a reader in another task to catch up.
+async fn settle(tail: &Tail) {
+    const STEP: Duration = Duration::from_millis(20);
+    let mut last = tail.total();
+    for _ in 0..15 {
+        tokio::time::sleep(STEP).await;
+        let now = tail.total();
+        // Nothing yet may mean the reader has not run: only a quiet non-empty tail is settled.
+        if now == last && now > 0 {
+            return;
+        }
+        last = now;
+    }
 }
 
 type Readers = (
