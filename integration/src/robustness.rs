@@ -225,6 +225,13 @@ pub fn deadline_on_exec() {
         err.contains("did not finish within 3") || err.contains("within 3."),
         "error does not give the time waited: {err:?}"
     );
+    // The shim warned, naming the container, when the call passed half its deadline.
+    let log = env.log_tail(2000);
+    assert!(
+        log.lines().any(|l| l.contains("runc exec for container c1 still running after")
+            && l.contains("half its deadline")),
+        "no half-deadline warning in the shim log:\n{log}"
+    );
     let left = poll(Duration::from_secs(10), || {
         env.runc_procs().is_empty().then_some(())
     });
@@ -517,6 +524,13 @@ pub fn real_pids_max_sluice() {
         "exec at pids.max hung under sluice:\n{out}"
     );
     assert!(out.elapsed <= Duration::from_secs(30), "{out}");
+    // The shim warned before the exec, naming the container.
+    let log = env.log_tail(2000);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("exec e1 in container c1:") && l.contains("of pids.max")),
+        "no pids.max warning in the shim log:\n{log}"
+    );
     let fork = env.exec("c1", "e-fork", &FORKING_EXEC, Duration::from_secs(90));
     eprintln!("[sluice] exec of a forking command at pids.max:\n{fork}");
     assert!(

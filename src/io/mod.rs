@@ -158,13 +158,37 @@ fn plain(t: uri::Target) -> Sink {
 /// A pipe below the default 16 pages means the owner's `fs.pipe-user-pages-soft` budget is
 /// spent: the condition of the case study. sluice copes, but the node needs attention.
 fn warn_if_small(name: &str, stream: &str, fd: &OwnedFd) {
+    if let Some(w) = small_pipe_warning(name, stream, fd) {
+        log::warn!("{w}");
+    }
+}
+
+fn small_pipe_warning(name: &str, stream: &str, fd: &OwnedFd) -> Option<String> {
     const DEFAULT_CAPACITY: i32 = 16 * 4096;
     match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ) {
-        Ok(size) if size < DEFAULT_CAPACITY => log::warn!(
+        Ok(size) if size < DEFAULT_CAPACITY => Some(format!(
             "{name}: the {stream} pipe got {size} bytes instead of {DEFAULT_CAPACITY}: \
              the per-user pipe budget (fs.pipe-user-pages-soft) is spent"
-        ),
-        _ => {}
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_page_pipe_is_reported_naming_the_process() {
+        let p = pipe::output().expect("pipe");
+        assert_eq!(small_pipe_warning("c1/e1", "stderr", &p.ours), None);
+        // What the kernel hands out once the user's pipe budget is spent.
+        nix::fcntl::fcntl(&p.ours, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink");
+        let w = small_pipe_warning("c1/e1", "stderr", &p.ours).expect("warning");
+        assert!(
+            w.starts_with("c1/e1: the stderr pipe got 4096 bytes instead of 65536"),
+            "{w}"
+        );
     }
 }
 
