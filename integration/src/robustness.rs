@@ -228,8 +228,10 @@ pub fn deadline_on_exec() {
     // The shim warned, naming the container, when the call passed half its deadline.
     let log = env.log_tail(2000);
     assert!(
-        log.lines().any(|l| l.contains("runc exec for container c1 still running after")
-            && l.contains("half its deadline")),
+        log.lines().any(
+            |l| l.contains("runc exec for container c1 still running after")
+                && l.contains("half its deadline")
+        ),
         "no half-deadline warning in the shim log:\n{log}"
     );
     let left = poll(Duration::from_secs(10), || {

@@ -174,24 +174,6 @@ fn small_pipe_warning(name: &str, stream: &str, fd: &OwnedFd) -> Option<String> 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_one_page_pipe_is_reported_naming_the_process() {
-        let p = pipe::output().expect("pipe");
-        assert_eq!(small_pipe_warning("c1/e1", "stderr", &p.ours), None);
-        // What the kernel hands out once the user's pipe budget is spent.
-        nix::fcntl::fcntl(&p.ours, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink");
-        let w = small_pipe_warning("c1/e1", "stderr", &p.ours).expect("warning");
-        assert!(
-            w.starts_with("c1/e1: the stderr pipe got 4096 bytes instead of 65536"),
-            "{w}"
-        );
-    }
-}
-
 fn chown(fds: &[&OwnedFd], ctx: &IoContext) -> Result<(), IoError> {
     if ctx.uid == 0 && ctx.gid == 0 {
         return Ok(());
@@ -339,5 +321,23 @@ impl ProcessIo {
             e.abandon();
         }
         self.close_stdin();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_page_pipe_is_reported_naming_the_process() {
+        let p = pipe::output().expect("pipe");
+        assert_eq!(small_pipe_warning("c1/e1", "stderr", &p.ours), None);
+        // What the kernel hands out once the user's pipe budget is spent.
+        nix::fcntl::fcntl(&p.ours, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("shrink");
+        let w = small_pipe_warning("c1/e1", "stderr", &p.ours).expect("warning");
+        assert!(
+            w.starts_with("c1/e1: the stderr pipe got 4096 bytes instead of 65536"),
+            "{w}"
+        );
     }
 }
