@@ -42,6 +42,47 @@ fn splice_once(from: RawFd, to: RawFd) -> io::Result<usize> {
     }
 }
 
+/// Marks "the source pipe is empty" inside an `io::Error`.
+#[derive(Debug)]
+struct SourceEmpty;
+
+impl std::fmt::Display for SourceEmpty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("source empty")
+    }
+}
+
+impl std::error::Error for SourceEmpty {}
+
+/// Turns splice's EAGAIN into the side that blocked: WouldBlock for the source (cleared by the
+/// source's `try_io`), and for a full sink an error the source passes on untouched, which the
+/// sink's `try_io` then sees as WouldBlock.
+fn classify(e: io::Error, from: RawFd, to: RawFd) -> io::Error {
+    if e.raw_os_error() != Some(libc::EAGAIN) {
+        return e;
+    }
+    let (src, dst) = ready_now(from, to);
+    if !src {
+        io::ErrorKind::WouldBlock.into()
+    } else if !dst {
+        io::Error::new(io::ErrorKind::Other, SinkFull)
+    } else {
+        // Both look ready again: just try once more.
+        io::ErrorKind::Interrupted.into()
+    }
+}
+
+#[derive(Debug)]
+struct SinkFull;
+
+impl std::fmt::Display for SinkFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sink full")
+    }
+}
+
+impl std::error::Error for SinkFull {}
+
 /// Which of the two ends is ready right now: (source readable, sink writable).
 fn ready_now(from: RawFd, to: RawFd) -> (bool, bool) {
     let mut fds = [
@@ -87,28 +128,32 @@ pub async fn forward(
             r = ready => if r.is_err() { return End::Yield },
             _ = wake.notified() => continue,
         }
-        match splice_once(rfd, wfd) {
+        // Each side's readiness is cleared only through its own `try_io`, with the readiness
+        // read before the splice: an event that arrives meanwhile is never lost.
+        let moved = to.try_io(|| {
+            match from.try_io(|| splice_once(rfd, wfd).map_err(|e| classify(e, rfd, wfd))) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The source is drained: report it so, without clearing the sink.
+                    Err(io::Error::new(io::ErrorKind::Other, SourceEmpty))
+                }
+                // The sink is full: WouldBlock here clears the sink's readiness.
+                Err(e) if e.get_ref().is_some_and(|i| i.is::<SinkFull>()) => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                other => other,
+            }
+        });
+        match moved {
             Ok(0) => return End::Eof,
             Ok(_) => {}
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EAGAIN) => {
-                    // One side only looked ready: clear that side's readiness so the next
-                    // wait really waits.
-                    let (src, dst) = ready_now(rfd, wfd);
-                    if !src {
-                        let _ = from.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
-                    }
-                    if !dst {
-                        let _ = to.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
-                    }
-                }
-                Some(libc::EINTR) => {}
-                Some(libc::EPIPE) => return End::SinkGone,
-                _ => {
-                    log::debug!("splice failed ({e}); copying instead");
-                    return End::Yield;
-                }
-            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<SourceEmpty>()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return End::SinkGone,
+            Err(e) => {
+                log::debug!("splice failed ({e}); copying instead");
+                return End::Yield;
+            }
         }
     }
 }
