@@ -65,7 +65,7 @@ fn classify(e: io::Error, from: RawFd, to: RawFd) -> io::Error {
     if !src {
         io::ErrorKind::WouldBlock.into()
     } else if !dst {
-        io::Error::new(io::ErrorKind::Other, SinkFull)
+        io::Error::other(SinkFull)
     } else {
         // Both look ready again: just try once more.
         io::ErrorKind::Interrupted.into()
@@ -134,7 +134,7 @@ pub async fn forward(
             match from.try_io(|| splice_once(rfd, wfd).map_err(|e| classify(e, rfd, wfd))) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The source is drained: report it so, without clearing the sink.
-                    Err(io::Error::new(io::ErrorKind::Other, SourceEmpty))
+                    Err(io::Error::other(SourceEmpty))
                 }
                 // The sink is full: WouldBlock here clears the sink's readiness.
                 Err(e) if e.get_ref().is_some_and(|i| i.is::<SinkFull>()) => {
