@@ -569,7 +569,10 @@ pub fn real_pids_max_stock_measured() {
         out.elapsed
     );
     // Hung or failed, a fork at pids.max never succeeds: the limit is real for both shims.
-    assert!(!out.success(), "[stock] a fork at pids.max succeeded?\n{out}");
+    assert!(
+        !out.success(),
+        "[stock] a fork at pids.max succeeded?\n{out}"
+    );
 }
 
 // ---- 5. containerd and shim restarts ----------------------------------------------------------
