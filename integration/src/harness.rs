@@ -433,18 +433,24 @@ disabled_plugins = [
     }
 
     /// `ctr task exec --exec-id <exec_id> <id> <argv>` (stdin /dev/null).
+    /// The arguments of `ctr task exec [--detach] --exec-id <exec_id> <id> <argv>`.
+    pub fn exec_args(&self, id: &str, exec_id: &str, detach: bool, argv: &[&str]) -> Vec<String> {
+        let mut args = vec!["task".to_string(), "exec".to_string()];
+        if detach {
+            args.push("--detach".into());
+        }
+        args.extend([
+            "--fifo-dir".to_string(),
+            self.fifo_dir.display().to_string(),
+        ]);
+        args.extend(["--exec-id".to_string(), exec_id.to_string(), id.to_string()]);
+        args.extend(argv.iter().map(|a| a.to_string()));
+        args
+    }
+
     pub fn exec(&self, id: &str, exec_id: &str, argv: &[&str], timeout: Duration) -> CmdOutput {
-        let fifo = self.fifo_dir.display().to_string();
-        let mut args = vec![
-            "task",
-            "exec",
-            "--fifo-dir",
-            &fifo,
-            "--exec-id",
-            exec_id,
-            id,
-        ];
-        args.extend_from_slice(argv);
+        let args = self.exec_args(id, exec_id, false, argv);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ctr(&args, timeout)
     }
 

@@ -134,18 +134,8 @@ pub fn run_eof_when_running(
 
 /// `ctr task exec --detach --exec-id <exec_id> <id> <argv>`; panics unless it succeeds.
 pub fn exec_detached(env: &TestEnv, id: &str, exec_id: &str, argv: &[&str]) {
-    let fifo = env.fifo_dir().display().to_string();
-    let mut args = vec![
-        "task",
-        "exec",
-        "--detach",
-        "--fifo-dir",
-        &fifo,
-        "--exec-id",
-        exec_id,
-        id,
-    ];
-    args.extend_from_slice(argv);
+    let args = env.exec_args(id, exec_id, true, argv);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     env.ctr(&args, CTR_TIMEOUT).expect_success(&format!(
         "[{}] ctr task exec --detach --exec-id {exec_id} {id}",
         env.runtime

@@ -56,17 +56,8 @@ fn kill_delete(env: &TestEnv, id: &str) {
 
 /// `ctr task exec` started in the background (for a call that is meant to hang).
 fn spawn_exec(env: &TestEnv, id: &str, exec_id: &str, argv: &[&str]) -> cmd::Running {
-    let fifo = env.fifo_dir().display().to_string();
-    let mut args = vec![
-        "task",
-        "exec",
-        "--fifo-dir",
-        &fifo,
-        "--exec-id",
-        exec_id,
-        id,
-    ];
-    args.extend_from_slice(argv);
+    let args = env.exec_args(id, exec_id, false, argv);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     cmd::spawn(env.ctr_cmd(&args), None)
 }
 
