@@ -20,6 +20,7 @@ use sluice_shim_proto::{
 };
 
 use crate::{
+    arg_limits,
     cgroup::{CgroupError, CgroupFs},
     error::{Error, Result},
     events::Publisher,
@@ -178,6 +179,20 @@ fn read_spec(bundle: &Path, id: &str) -> Result<BundleSpec> {
             }
         },
     };
+    if let Some(p) = spec.process() {
+        let stack = p.rlimits().as_ref().and_then(|rs| {
+            rs.iter()
+                .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitStack)
+                .map(|r| r.soft())
+        });
+        let none = Vec::new();
+        arg_limits::check_process(
+            p.args().as_ref().unwrap_or(&none),
+            p.env().as_ref().unwrap_or(&none),
+            stack,
+        )
+        .map_err(|e| Error::InvalidArgument(format!("create container {id}: {e}")))?;
+    }
     Ok(BundleSpec {
         own_pid_namespace: has_own_pid_namespace(&spec),
         runc_timeout,
@@ -441,6 +456,9 @@ impl Container {
 
     /// Registers an exec (not started); publishes TaskExecAdded.
     pub fn add_exec(&self, exec_id: &str, spec: Vec<u8>, stdio: StdioPaths) -> Result<()> {
+        arg_limits::check_process_json(&spec).map_err(|e| {
+            Error::InvalidArgument(format!("exec {exec_id} in container {}: {e}", self.id))
+        })?;
         self.init
             .check(Op::Exec)
             .map_err(|r| Error::refused(&format!("exec {exec_id} in container {}", self.id), r))?;

@@ -1,5 +1,6 @@
 //! containerd-shim-sluice-v2: a containerd runc shim (v2) that never deadlocks on runc's pipes.
 
+mod arg_limits;
 mod cgroup;
 mod container;
 mod doctor;
@@ -11,6 +12,7 @@ mod logger;
 mod process;
 mod reaper;
 mod runc;
+mod serve;
 mod service;
 mod shim;
 mod tail;
@@ -50,8 +52,20 @@ fn main() {
     {
         std::process::exit(runtime.block_on(info::print()));
     }
-    runtime.block_on(containerd_shim::run::<shim::SluiceShim>(
-        "io.containerd.sluice.v2",
-        Some(shim::config()),
-    ));
+    // Serving is ours (serve.rs); `start`, `delete` and flags that do not parse (whose error
+    // the crate reports) stay with the crate's runner.
+    let os_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match containerd_shim::parse(&os_args) {
+        Ok(flags) if !matches!(flags.action.as_str(), "start" | "delete") => {
+            if let Err(e) = runtime.block_on(serve::run(flags)) {
+                log::error!("serve: {e}");
+                eprintln!("{}: {e}", shim::RUNTIME_ID);
+                std::process::exit(1);
+            }
+        }
+        _ => runtime.block_on(containerd_shim::run::<shim::SluiceShim>(
+            shim::RUNTIME_ID,
+            Some(shim::config()),
+        )),
+    }
 }

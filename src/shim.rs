@@ -43,6 +43,8 @@ const GROUP_ANNOTATIONS: [&str; 2] = [
     "io.kubernetes.cri.sandbox-id",
     "io.containerd.runc.v2.group",
 ];
+/// The runtime name containerd knows this shim by.
+pub const RUNTIME_ID: &str = "io.containerd.sluice.v2";
 /// How long `start` waits for the new shim to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,7 +86,7 @@ fn group_of(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-fn socket_path(address: &str) -> &str {
+pub fn socket_path(address: &str) -> &str {
     address.strip_prefix("unix://").unwrap_or(address)
 }
 

@@ -375,7 +375,12 @@ fn parse_ps(out: &[u8]) -> Result<Vec<u32>, String> {
     if text.is_empty() || text == "null" {
         return Ok(Vec::new());
     }
-    serde_json::from_str(text).map_err(|e| format!("{e} in {text:?}"))
+    serde_json::from_str(text).map_err(|e| {
+        // runc's answer can sit behind megabytes of noise: quote only its ends.
+        let quoted = crate::tail::Tail::new(512, 512);
+        quoted.push(text.as_bytes());
+        format!("{e} in {} bytes: {:?}", text.len(), quoted.render())
+    })
 }
 
 #[cfg(test)]

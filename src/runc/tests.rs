@@ -269,3 +269,14 @@ async fn process_pipes_flooded_with_no_reader_do_not_block_runc() {
     res.expect("exit 0 even though nobody reads the FIFOs");
     io.shutdown();
 }
+
+#[test]
+fn unreadable_ps_output_is_quoted_by_its_ends_only() {
+    let mut noise = vec![b'x'; 1 << 20];
+    noise.extend_from_slice(b"[1,2]");
+    let err = super::parse_ps(&noise).expect_err("noise is not JSON");
+    assert!(err.len() < 2048, "error of {} bytes", err.len());
+    assert!(err.contains("1048581 bytes"), "{err}");
+    assert!(err.contains("[1,2]"), "the end is lost: {err}");
+    assert_eq!(super::parse_ps(b"[3, 4]\n"), Ok(vec![3, 4]));
+}

@@ -321,7 +321,7 @@ async fn bad_requests_get_their_codes() {
     }
 
     // Signals outside 1..=SIGRTMAX.
-    for signal in [0, 65] {
+    for signal in [0, 65, u32::MAX] {
         let req = api::KillRequest {
             id: "c2".into(),
             signal,
@@ -374,6 +374,42 @@ async fn bad_requests_get_their_codes() {
         ..Default::default()
     };
     assert_eq!(code(s.delete(del.clone()).await), Code::FAILED_PRECONDITION);
+
+    // argv and env that execve would refuse inside runc init: refused here, before runc.
+    let mut big = exec_req("c2", "big");
+    if let Some(spec) = big.spec.as_mut() {
+        let env = format!("BIG={}", "A".repeat(1 << 20));
+        spec.value = format!(r#"{{"args":["/bin/true"],"env":["{env}"],"cwd":"/"}}"#).into_bytes();
+    }
+    let e = s.exec(big).await.expect_err("exec with a 1 MiB env");
+    assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+    assert!(
+        e.to_string()
+            .starts_with("exec big in container c2: env[0] is 1048581 bytes"),
+        "{e}"
+    );
+    let b4 = f.bundle("c4", "exec sleep 1000", "true");
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "args": ["sh"],
+            "env": ["PATH=/bin", format!("BIG={}", "A".repeat(1 << 20))],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+        },
+        "root": {"path": "rootfs"},
+    });
+    std::fs::write(b4.join("config.json"), config.to_string()).expect("config.json");
+    let e = s
+        .create(f.create_request("c4", &b4))
+        .await
+        .expect_err("create with a 1 MiB env");
+    assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+    assert!(
+        e.to_string()
+            .starts_with("create container c4: env[1] is 1048581 bytes"),
+        "{e}"
+    );
 
     // Stop it: Kill then is NotFound, Exec is FailedPrecondition.
     let kill = api::KillRequest {

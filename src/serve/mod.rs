@@ -1,0 +1,214 @@
+//! Serving: the shim's long-lived action (no `start` or `delete` verb on the command line).
+//!
+//! This takes the place of the serve branch of the containerd-shim crate's runner, which builds
+//! the ttrpc service map inside itself: running it here lets [`guard`] put a payload check in
+//! front of every Task handler. `start` and `delete` stay with the crate.
+//!
+//! It keeps every step of the crate's branch, in its order: SIGTERM, SIGINT and SIGPIPE caught
+//! (so they do not end the shim), subreaper, `Shim::new`, the Task service, the listener (with
+//! the crate's answer to a socket already in use), serving, and only then pointing stdout at
+//! stderr, which closes the pipe `start` reads: `start` must not return before the socket
+//! accepts connections. The shim ends when the service signals exit (Shutdown).
+
+mod guard;
+
+use std::{
+    io::ErrorKind,
+    os::unix::{
+        fs::{DirBuilderExt, FileTypeExt},
+        net::{UnixListener, UnixStream},
+    },
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use containerd_shim::{
+    protos::{
+        shim_async::create_task,
+        ttrpc::{
+            self,
+            r#async::{transport::Listener, Server},
+        },
+    },
+    publisher::RemotePublisher,
+    Flags, Shim,
+};
+use log::{debug, error, info, warn};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::shim::{self, SluiceShim};
+
+/// How often, and how many times, a socket already in use is probed for a live shim (the
+/// crate's numbers: one second in all).
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+const PROBES: u32 = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connect to containerd's event service: {0}")]
+    Publisher(containerd_shim::Error),
+    #[error("start the ttrpc server: {0}")]
+    Server(ttrpc::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Serves the Task API on `flags.socket` until the service signals exit.
+pub async fn run(flags: Flags) -> Result<(), ServeError> {
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS")
+        .map_err(|e| ServeError::Setup(format!("TTRPC_ADDRESS: {e}")))?;
+    let mut config = shim::config();
+    let signals = Ignored::install()?;
+    if !config.no_sub_reaper {
+        set_subreaper()?;
+    }
+    let mut shim = SluiceShim::new(shim::RUNTIME_ID, &flags, &mut config).await;
+    if flags.socket.is_empty() {
+        return Err(ServeError::Setup("Shim socket cannot be empty".into()));
+    }
+    // The trait hands the service a publisher; ours publishes through its own queue, but the
+    // crate's runner fails without a connection to containerd, and so does this one.
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .await
+        .map_err(ServeError::Publisher)?;
+    let task = shim.create_task_service(publisher).await;
+    let services = guard::check_payloads(create_task(Arc::new(task)));
+
+    let Some(listener) = listen(&flags.socket).await? else {
+        // Another shim serves this socket already: tell `start`, and leave.
+        server_started();
+        return Ok(());
+    };
+    let mut server = Server::new()
+        .add_listener(listener)
+        .register_service(services);
+    server.start().await.map_err(ServeError::Server)?;
+    server_started();
+
+    info!("Shim successfully started, waiting for exit signal...");
+    tokio::spawn(signals.drain());
+    shim.wait().await;
+
+    info!("Shutting down shim instance");
+    if let Err(e) = server.shutdown().await {
+        debug!("ttrpc server shutdown: {e}");
+    }
+    // As the crate does: the socket named in the working directory's `address` file (the
+    // shim's own socket is removed by `wait`).
+    if let Ok(address) = tokio::fs::read_to_string("address").await {
+        remove_socket(address.trim());
+    }
+    Ok(())
+}
+
+/// The signals the shim catches only so that they do not end it.
+struct Ignored {
+    term: Signal,
+    int: Signal,
+    pipe: Signal,
+}
+
+impl Ignored {
+    fn install() -> Result<Ignored, ServeError> {
+        let one = |kind: SignalKind, name: &str| signal(kind).map_err(io(format!("handle {name}")));
+        Ok(Ignored {
+            term: one(SignalKind::terminate(), "SIGTERM")?,
+            int: one(SignalKind::interrupt(), "SIGINT")?,
+            pipe: one(SignalKind::pipe(), "SIGPIPE")?,
+        })
+    }
+
+    async fn drain(mut self) {
+        loop {
+            tokio::select! {
+                Some(()) = self.term.recv() => debug!("received SIGTERM"),
+                Some(()) = self.int.recv() => debug!("received SIGINT"),
+                Some(()) = self.pipe.recv() => {}
+                else => break,
+            }
+        }
+    }
+}
+
+fn set_subreaper() -> Result<(), ServeError> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io("become a subreaper")(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn bind(socket: &str) -> std::io::Result<UnixListener> {
+    let path = Path::new(shim::socket_path(socket));
+    if let Some(dir) = path.parent() {
+        // `start` made it already, owner only; this covers a server started by hand.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// The listener for `socket`, or `None` when a live shim serves it already (then its address
+/// is written to `./address`, as the crate does, so that containerd finds it).
+async fn listen(socket: &str) -> Result<Option<Listener>, ServeError> {
+    let what = || format!("listen on {socket}");
+    let listener = match bind(socket) {
+        Ok(l) => l,
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            for _ in 0..PROBES {
+                if UnixStream::connect(shim::socket_path(socket)).is_ok() {
+                    tokio::fs::write("address", socket)
+                        .await
+                        .map_err(io("write address file"))?;
+                    return Ok(None);
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+            // Nobody answers: a socket left by a shim that died.
+            remove_socket(socket);
+            bind(socket).map_err(io(what()))?
+        }
+        Err(e) => return Err(io(what())(e)),
+    };
+    Listener::try_from(listener)
+        .map(Some)
+        .map_err(io(format!("serve on {socket}")))
+}
+
+/// Removes `address` if it names a socket.
+fn remove_socket(address: &str) {
+    let path = shim::socket_path(address);
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket {
+        if let Err(e) = std::fs::remove_file(path) {
+            warn!("failed to remove socket {path}: {e}");
+        }
+    }
+}
+
+/// Points stdout at stderr. `start` spawned this process with stdout on a pipe and waits for
+/// its EOF: this closes the last write end of it.
+fn server_started() {
+    // SAFETY: dup2 on two descriptors this process owns; no memory is involved.
+    if unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) } < 0 {
+        // `start` then finds the socket by connecting to it, after its own wait for EOF.
+        error!(
+            "cannot point stdout at stderr: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
