@@ -9,10 +9,10 @@
 #          (setup.sh calls it) and used with their own ctr and stock shim
 #   SLUICE_IT_THREADS=2                          parallel tests per run
 #
-# containerd 1.6 runs every integration suite. 1.7 and 2.x run the lifecycle, fault and CRI
-# suites (SLUICE_IT_TESTS_NEWER): the parity and robustness suites compare with the stock shim
-# through task API v2 calls and 1.6's restart behaviour, which 2.x's stock shim (task API v3
-# only) and 1.7's restart clean-up of stopped tasks do not share.
+# containerd 1.6 runs every integration suite. 1.7 and 2.x run the lifecycle, fault, fault
+# matrix, restart, security and CRI suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and
+# doctor suites compare with the stock shim through task API v2 calls, which 2.x's stock shim
+# (task API v3 only) does not serve.
 #   SLUICE_PACKAGE_TEST=1                        also build the Debian package (installs
 #                                                cargo-deb with cargo install: minutes) and check
 #                                                its contents (scripts/package.sh --check)
@@ -51,7 +51,7 @@ t=$SECONDS
 cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok
 
-read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle faults cri}"
+read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle faults matrix restarts security cri}"
 for v in "${VERSIONS[@]}"; do
     echo "== integration tests, containerd $v (private containerd per test, stock shim and sluice, CRI)"
     t=$SECONDS

@@ -45,6 +45,9 @@ pub enum Action {
     BothFlood { bytes: usize },
     /// Kill itself with SIGKILL without running the real runc (runc dying mid-way).
     SelfKill,
+    /// Shrink the inherited stdout/stderr pipes to one page (the seed's exhausted per-user pipe
+    /// budget), write `bytes` bytes of [`flood`] to each, then exec the real runc.
+    OnePageFlood { bytes: usize },
 }
 
 /// A complete wrapper configuration, as written to and parsed from `fault.conf`.
@@ -78,6 +81,7 @@ impl FaultConf {
             Action::Hang => ("hang", 0),
             Action::BothFlood { bytes } => ("both-flood", bytes),
             Action::SelfKill => ("self-kill", 0),
+            Action::OnePageFlood { bytes } => ("one-page-flood", bytes),
         };
         format!(
             "# written by sluice-integration; read by fault-runc\n\
@@ -125,6 +129,7 @@ impl FaultConf {
             "hang" => Action::Hang,
             "both-flood" => Action::BothFlood { bytes },
             "self-kill" => Action::SelfKill,
+            "one-page-flood" => Action::OnePageFlood { bytes },
             other => return Err(format!("unknown action {other:?}")),
         };
         Ok(FaultConf {
@@ -300,6 +305,7 @@ mod tests {
             Action::Hang,
             Action::BothFlood { bytes: 1 << 20 },
             Action::SelfKill,
+            Action::OnePageFlood { bytes: 64 << 10 },
         ] {
             let conf = FaultConf {
                 real_runc: "/usr/sbin/runc".into(),

@@ -14,11 +14,15 @@ pub mod cri;
 pub mod doctor_support;
 pub mod fault;
 pub mod harness;
+pub mod matrix;
 pub mod parity;
 pub mod procs;
+pub mod restarts;
 pub mod robustness;
 pub mod scenarios;
+pub mod security;
 pub mod system;
+pub mod traces;
 pub mod versions;
 
 pub use cmd::CmdOutput;

@@ -69,6 +69,15 @@ fn main() {
                 let _ = std::io::stderr().write_all(&payload);
                 log_call(&dir, &format!("verb={verb} both-flood-written={bytes}"));
             }
+            Action::OnePageFlood { bytes } => {
+                shrink_pipe(1);
+                shrink_pipe(2);
+                let payload = fault::flood(bytes);
+                let _ = std::io::stdout().write_all(&payload);
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().write_all(&payload);
+                log_call(&dir, &format!("verb={verb} one-page-flood-written={bytes}"));
+            }
             Action::SelfKill => {
                 log_call(&dir, &format!("verb={verb} self-kill"));
                 // SAFETY: kill(2) on our own pid; no memory effects.
