@@ -56,7 +56,9 @@ pub enum RuncError {
         words: Words,
     },
     #[error(
-        "runc {verb} for container {container} failed with exit status {status} after {}{words}",
+        "runc {verb} for container {container} failed with exit status {}{} after {}{words}",
+        status,
+        killed_by(*.status),
         secs(*.elapsed)
     )]
     Failed {
@@ -72,6 +74,17 @@ pub enum RuncError {
         container: String,
         reason: String,
     },
+}
+
+/// Names the signal behind a 128+N status (the reaper's convention for a killed child).
+fn killed_by(status: i32) -> String {
+    match status
+        .checked_sub(128)
+        .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+    {
+        Some(sig) => format!(" (killed by {sig})"),
+        None => String::new(),
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -156,6 +169,21 @@ mod tests {
             e.to_string(),
             "runc exec for container c1 failed with exit status 2 after 1.5s: runc wrote: \
              runtime/cgo: pthread_create failed"
+        );
+    }
+
+    #[test]
+    fn a_runc_killed_by_a_signal_is_said_so() {
+        let e = RuncError::Failed {
+            verb: "kill",
+            container: "c1".into(),
+            status: 137,
+            elapsed: Duration::from_millis(20),
+            words: Words::default(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "runc kill for container c1 failed with exit status 137 (killed by SIGKILL) after 0.0s"
         );
     }
 
