@@ -44,8 +44,8 @@ pub enum Delivery {
     None,
     /// sluice's runtime type with `--runtime-config-path` to a TOML.
     ConfigPath,
-    /// `io.containerd.runc.v2` with `--uidmap`/`--gidmap` (ctr 1.6 turns them into the runc
-    /// `Options` of the task).
+    /// `--uidmap`/`--gidmap` (ctr 1.6 turns them into the runc `Options` of the task for
+    /// `io.containerd.runc.v2`, into the legacy `CreateOptions` for any other runtime type).
     IdMapFlags,
 }
 
@@ -175,6 +175,14 @@ pub fn io_uid_stock() {
 pub fn io_uid_sluice_as_runc_v2() {
     let out = run_script(Runtime::Sluice, true, Delivery::IdMapFlags);
     check_id_map_flags("[sluice as runc.v2]", &out);
+}
+
+/// sluice under its own runtime type with ctr's id-map flags: containerd's client then sends the
+/// legacy `containerd.linux.runc.CreateOptions` (it knows the type only as "not runc"), which
+/// must deliver `IoUid`/`IoGid` as well.
+pub fn io_uid_sluice_id_map_flags() {
+    let out = run_script(Runtime::Sluice, false, Delivery::IdMapFlags);
+    check_id_map_flags("[sluice, own type]", &out);
 }
 
 fn check_id_map_flags(what: &str, out: &CmdOutput) {

@@ -27,6 +27,8 @@ security_tests! {
     io_uid_stock,
     /// sluice installed as containerd-shim-runc-v2, the stock run's client path.
     io_uid_sluice_as_runc_v2,
+    /// sluice's own runtime type with --uidmap/--gidmap: the legacy CreateOptions.
+    io_uid_sluice_id_map_flags,
     /// Neither: both shims show the same.
     io_uid_control,
     /// Socket and socket dir modes; only fds 0-2 in the container's init and an exec.

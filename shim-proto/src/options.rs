@@ -1,10 +1,12 @@
 //! Decoding the runtime options containerd sends at `Create` (and on stdin at `start`).
 //!
-//! Two shapes arrive: the runc `Options` (`containerd.runc.v1.Options`, sent when the runtime type
-//! is `io.containerd.runc.v2`, or by `ctr --runc-*` flags) and the generic CRI
-//! `runtimeoptions.v1.Options` (a `TypeUrl` and a `ConfigPath`) sent for any other runtime type.
-//! Anything else is an error: a silent default would run the container with settings the user
-//! did not ask for.
+//! Three shapes arrive: the runc `Options` (`containerd.runc.v1.Options`, sent when the runtime
+//! type is `io.containerd.runc.v2`, or by `ctr --runc-*` flags), the generic CRI
+//! `runtimeoptions.v1.Options` (a `TypeUrl` and a `ConfigPath`) sent for any other runtime type,
+//! and the legacy `containerd.linux.runc.CreateOptions`, which containerd's client builds for a
+//! runtime type it does not know as runc when a task option is set (`ctr run --no-pivot`,
+//! `--uidmap`). Anything else is an error: a silent default would run the container with
+//! settings the user did not ask for.
 
 use containerd_shim_protos::{
     protobuf::{well_known_types::any::Any, CodedInputStream, Message},
@@ -18,6 +20,8 @@ pub const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 pub const CHECKPOINT_OPTIONS_TYPE: &str = "containerd.runc.v1.CheckpointOptions";
 /// Type URL of the CRI plugin's generic runtime options.
 pub const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+/// Type URL of the task options containerd's client sends to a runtime it does not know as runc.
+pub const CREATE_OPTIONS_TYPE: &str = "containerd.linux.runc.CreateOptions";
 
 /// The runc settings of one container, with the Go shim's meaning for each field.
 ///
@@ -45,7 +49,7 @@ pub struct RuncOptions {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
-    #[error("unsupported runtime options type {0:?} (expected {RUNC_OPTIONS_TYPE} or {RUNTIME_OPTIONS_TYPE})")]
+    #[error("unsupported runtime options type {0:?} (expected {RUNC_OPTIONS_TYPE}, {RUNTIME_OPTIONS_TYPE} or {CREATE_OPTIONS_TYPE})")]
     UnknownType(String),
     #[error("malformed {type_url} runtime options: {reason}")]
     Malformed { type_url: String, reason: String },
@@ -139,8 +143,54 @@ pub fn decode(any: Option<&Any>) -> Result<RuncOptions, OptionsError> {
                 from_config_file(&config_path)
             }
         }
+        CREATE_OPTIONS_TYPE => {
+            create_options(&any.value).map_err(|reason| OptionsError::Malformed {
+                type_url: any.type_url.clone(),
+                reason,
+            })
+        }
         _ => Err(OptionsError::UnknownType(any.type_url.clone())),
     }
+}
+
+/// `containerd.linux.runc.CreateOptions`; the crate ships no type for it. Its fields 2-7 (TCP,
+/// unix sockets, terminal, file locks, namespaces, cgroups mode) only matter when restoring a
+/// checkpoint through the v1 runtime: set, they are refused rather than ignored.
+fn create_options(bytes: &[u8]) -> Result<RuncOptions, String> {
+    const CHECKPOINT_ONLY: [&str; 6] = [
+        "open_tcp",
+        "external_unix_sockets",
+        "terminal",
+        "file_locks",
+        "empty_namespaces",
+        "cgroups_mode",
+    ];
+    let mut input = CodedInputStream::from_bytes(bytes);
+    let mut o = RuncOptions::default();
+    let e = |e: containerd_shim_protos::protobuf::Error| e.to_string();
+    while let Some(tag) = input.read_raw_tag_or_eof().map_err(e)? {
+        match (tag >> 3, tag & 7) {
+            (1, 0) => o.no_pivot_root = input.read_bool().map_err(e)?,
+            (8, 0) => o.no_new_keyring = input.read_bool().map_err(e)?,
+            (9, 2) => o.shim_cgroup = input.read_string().map_err(e)?,
+            (10, 0) => o.io_uid = input.read_uint32().map_err(e)?,
+            (11, 0) => o.io_gid = input.read_uint32().map_err(e)?,
+            (12, 2) => o.criu_work_path = input.read_string().map_err(e)?,
+            (13, 2) => o.criu_image_path = input.read_string().map_err(e)?,
+            (field @ 2..=7, _) => {
+                return Err(format!(
+                    "{} is not supported outside a checkpoint restore",
+                    CHECKPOINT_ONLY[field as usize - 2]
+                ))
+            }
+            _ => {
+                let wire = containerd_shim_protos::protobuf::rt::WireType::new(tag & 7)
+                    .ok_or_else(|| format!("bad wire type in tag {tag}"))?;
+                input.skip_field(wire).map_err(e)?;
+            }
+        }
+    }
+    Ok(o)
 }
 
 /// The keys of containerd's runc `options` table, as a runtime's `ConfigPath` TOML holds them.
@@ -336,5 +386,31 @@ mod tests {
         let missing = dir.path().join("absent.toml");
         let err = decode(Some(&runtime_options(missing.to_str().unwrap()))).unwrap_err();
         assert!(err.to_string().contains("absent.toml"), "{err}");
+    }
+
+    /// `containerd.linux.runc.CreateOptions` as ctr 1.6 sends it for `--no-pivot --uidmap
+    /// 0:1000:1 --gidmap 0:1000:1` on a runtime type it does not know as runc.
+    #[test]
+    fn legacy_create_options_are_read() {
+        let mut bytes = vec![0x08, 0x01]; // no_pivot_root = true
+        bytes.extend([0x50, 0xe8, 0x07]); // io_uid = 1000
+        bytes.extend([0x58, 0xe8, 0x07]); // io_gid = 1000
+        bytes.extend([0x4a, 0x03, b'/', b's', b'c']); // shim_cgroup = "/sc"
+        bytes.extend([0xf8, 0x7f, 0x01]); // an unknown varint field 2047: skipped
+        let got = decode(Some(&any(
+            "types.containerd.io/containerd.linux.runc.CreateOptions",
+            bytes,
+        )))
+        .unwrap();
+        assert!(got.no_pivot_root);
+        assert_eq!((got.io_uid, got.io_gid), (1000, 1000));
+        assert_eq!(got.shim_cgroup, "/sc");
+        assert_eq!(got.binary_name, "", "runc from PATH, as the Go shim");
+
+        // open_tcp = true: only meaningful for a v1 checkpoint restore.
+        let err = decode(Some(&any(CREATE_OPTIONS_TYPE, vec![0x10, 0x01]))).unwrap_err();
+        assert!(err.to_string().contains("open_tcp"), "{err}");
+        let err = decode(Some(&any(CREATE_OPTIONS_TYPE, vec![0x50]))).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{err}");
     }
 }
