@@ -589,6 +589,13 @@ fn neighbour_answers(env: &TestEnv, id: &str) -> String {
     format!("neighbour:{}", timings.join(","))
 }
 
+/// `fault` on `verb` under the stock shim, in a containerd of its own: the proof a robustness
+/// test gives that its fault is real.
+pub fn stock_reference(verb: &str, fault: Fault) {
+    let env = TestEnv::start(&format!("ref-{verb}-stock"), Runtime::RuncV2);
+    stock_cell(&env, verb, fault);
+}
+
 /// One verb's row: every fault under the stock shim, then under sluice.
 pub fn verb_row(verb: &str) {
     crate::system::sluice_shim_bin();

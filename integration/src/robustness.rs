@@ -132,6 +132,7 @@ fn assert_timed_error(out: &CmdOutput, verb: &str, id: &str, min: Duration, max:
 /// with the verb, the container and the time in the error; nothing of it is left; the container
 /// stays usable.
 pub fn deadline_on_exec() {
+    crate::matrix::stock_reference("exec", crate::matrix::Fault::Hang);
     let env = TestEnv::start("deadline-exec", Runtime::Sluice);
     let deadline = ann(TIMEOUT_ANNOTATION, "3");
     start_sleeper(&env, "c1", &[&deadline]);
@@ -196,11 +197,13 @@ fn counter(env: &TestEnv) -> u64 {
     0
 }
 
-pub fn client_killed_while_flooding() {
-    let env = TestEnv::start("client-gone", Runtime::Sluice);
+/// Starts a container that writes lines as fast as it can under an attached `ctr run`, kills
+/// the client, and returns the container's counter 2 s and 5 s after.
+fn flood_then_kill_client(env: &TestEnv) -> (u64, u64) {
+    let rt = env.runtime;
     let script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; \
                   echo \"line $i ................................................................\"; done";
-    // Attached `ctr run`, then the client is SIGKILLed.
+    // run_args puts --rm for attached runs; the task outlives ctr anyway.
     let run_args = env.run_args_with_flags(
         "c1",
         false,
@@ -208,26 +211,42 @@ pub fn client_killed_while_flooding() {
         &[],
         &["sh", "-c", script],
     );
-    // run_args puts --rm for attached runs; the task outlives ctr anyway.
     let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     let client = cmd::spawn(env.ctr_cmd(&run_args), None);
     let pid = client.pid() as i32;
     poll(Duration::from_secs(30), || {
-        (counter(&env) > 100).then_some(())
+        (counter(env) > 100).then_some(())
     })
-    .unwrap_or_else(|| panic!("the container never started writing"));
+    .unwrap_or_else(|| panic!("[{rt}] the container never started writing"));
     procs::signal(pid, libc::SIGKILL);
     let killed = client.wait(Duration::from_secs(10));
     eprintln!(
-        "[client-gone] ctr run SIGKILLed after reading {} bytes",
+        "[client-gone {rt}] ctr run SIGKILLed after reading {} bytes",
         killed.stdout.len()
     );
-    assert!(!killed.stdout.is_empty(), "ctr run got no output");
+    assert!(!killed.stdout.is_empty(), "[{rt}] ctr run got no output");
     std::thread::sleep(Duration::from_secs(2));
-    let c1 = counter(&env);
+    let c1 = counter(env);
     std::thread::sleep(Duration::from_secs(3));
-    let c2 = counter(&env);
-    eprintln!("[client-gone] counter without a client: {c1} -> {c2} in 3 s");
+    let c2 = counter(env);
+    eprintln!("[client-gone {rt}] counter without a client: {c1} -> {c2} in 3 s");
+    (c1, c2)
+}
+
+/// The stock shim stops reading once nobody reads the FIFO: the container blocks in its write.
+pub fn client_killed_while_flooding_stock() {
+    let env = TestEnv::start("client-gone-stock", Runtime::RuncV2);
+    let (c1, c2) = flood_then_kill_client(&env);
+    assert_eq!(
+        c1, c2,
+        "the stock shim kept the container writing without a client"
+    );
+    kill_delete(&env, "c1");
+}
+
+pub fn client_killed_while_flooding() {
+    let env = TestEnv::start("client-gone", Runtime::Sluice);
+    let (c1, c2) = flood_then_kill_client(&env);
     assert!(
         c2 > c1,
         "the container is blocked without a client ({c1} -> {c2})"
@@ -1131,6 +1150,7 @@ fn settled_fds(pid: i32) -> usize {
 }
 
 pub fn soak() {
+    crate::matrix::stock_reference("exec", crate::matrix::Fault::CrashDump);
     let cycles: usize = std::env::var("SLUICE_SOAK_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -27,6 +27,8 @@ robustness_tests! {
     deadline_on_exec,
     /// 2. ctr SIGKILLed while the container floods stdout: it keeps running; reattach works.
     client_killed_while_flooding,
+    /// 2'. The same under the stock shim: the container blocks (the fault is real).
+    client_killed_while_flooding_stock,
     /// 3. exec into a container at its real pids.max fails fast under sluice.
     real_pids_max_sluice,
     /// 3'. The same under the stock shim, measured and printed, not asserted.
