@@ -3,8 +3,8 @@
 //! The handlers that ttrpc-compiler generates decode the request with `?` on a generic error,
 //! which the ttrpc server answers as UNKNOWN. A payload that is not the method's request type is
 //! the client's mistake: it is answered INVALID_ARGUMENT, naming the method, before the
-//! generated handler sees it. (containerd's Go shim answers UNKNOWN there too; a specific code
-//! is what containerd's errdefs can act on.)
+//! generated handler sees it. (containerd's Go shim answers INTERNAL there, "error unmarshalling
+//! payload": the fault is the caller's, and errdefs maps INVALID_ARGUMENT to ErrInvalidArgument.)
 //!
 //! Nothing else changes: a payload that decodes goes to the generated handler untouched, which
 //! decodes it again (the price of not forking the generated code; payloads are at most 4 MiB).
