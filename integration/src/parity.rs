@@ -142,7 +142,8 @@ pub fn exec_detached(env: &TestEnv, id: &str, exec_id: &str, argv: &[&str]) {
     ));
 }
 
-/// Kills `id` with SIGKILL, waits for STOPPED, deletes task and container.
+/// Kills `id` with SIGKILL, waits for STOPPED, deletes task and container, and checks both are
+/// gone.
 pub fn kill_and_delete(env: &TestEnv, id: &str) {
     let rt = env.runtime;
     env.kill(id, "SIGKILL")
@@ -152,6 +153,11 @@ pub fn kill_and_delete(env: &TestEnv, id: &str) {
         .expect_success(&format!("[{rt}] ctr task delete {id}"));
     env.container_delete(id)
         .expect_success(&format!("[{rt}] ctr container delete {id}"));
+    assert!(env.task(id).is_none(), "[{rt}] task {id} still listed");
+    assert!(
+        !env.containers().contains(&id.to_string()),
+        "[{rt}] container {id} still listed"
+    );
 }
 
 // ---- pseudo-terminal --------------------------------------------------------------------------

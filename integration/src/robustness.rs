@@ -47,11 +47,6 @@ fn start_sleeper(env: &TestEnv, id: &str, annotations: &[&str]) -> u32 {
         .pid
 }
 
-fn kill_delete(env: &TestEnv, id: &str) {
-    parity::kill_and_delete(env, id);
-    assert!(env.task(id).is_none(), "task {id} still listed");
-}
-
 fn shim_pid(env: &TestEnv) -> i32 {
     let shims = env.shims(Runtime::Sluice);
     assert_eq!(
@@ -176,7 +171,7 @@ pub fn deadline_on_exec() {
     let again = env.exec("c1", "e2", &["echo", "ok"], CTR_TIMEOUT);
     assert!(again.success(), "exec after the deadline failed:\n{again}");
     assert_eq!(again.stdout_str(), "ok\n", "{again}");
-    kill_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
     assert_no_leftovers(&env, "c1");
 }
 
@@ -241,7 +236,7 @@ pub fn client_killed_while_flooding_stock() {
         c1, c2,
         "the stock shim kept the container writing without a client"
     );
-    kill_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 pub fn client_killed_while_flooding() {
@@ -271,7 +266,7 @@ pub fn client_killed_while_flooding() {
     let c3 = counter(&env);
     std::thread::sleep(Duration::from_secs(2));
     assert!(counter(&env) > c3, "container blocked after the reattach");
-    kill_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 // ---- 3. a real pids.max -----------------------------------------------------------------------
@@ -320,7 +315,7 @@ pub fn real_pids_max_sluice() {
     fs::write(pids_cgroup(&env, "c1").join("pids.max"), "max").expect("reset pids.max");
     let again = env.exec("c1", "e2", &["echo", "ok"], CTR_TIMEOUT);
     assert!(again.success(), "exec after raising pids.max:\n{again}");
-    kill_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 /// Measured, not asserted: does the stock shim hang on the same exec?
@@ -1090,7 +1085,7 @@ pub fn hostile_ttrpc() {
     );
     let ex = env.exec("c1", "e1", &["echo", "ok"], CTR_TIMEOUT);
     assert!(ex.success(), "{ex}");
-    kill_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 /// The stock shim's answer to a payload that is not the method's request type, the reference
@@ -1133,7 +1128,7 @@ pub fn hostile_stock_reference() {
     d.exec_id = "big".into();
     let _ = task.delete(ctx(), &d);
     drop(task);
-    kill_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 // ---- 5. soak ----------------------------------------------------------------------------------
@@ -1243,5 +1238,5 @@ pub fn soak() {
         base.0,
         end.0
     );
-    kill_delete(&env, "anchor");
+    parity::kill_and_delete(&env, "anchor");
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::cmd::{find_bytes, poll, CmdOutput};
 use crate::fault::{self, Action, CGO_CRASH_LINE, FLOOD_BYTES};
 use crate::harness::{RunOpts, TestEnv, CTR_TIMEOUT};
+use crate::parity;
 use crate::Runtime;
 
 /// How long the stock shim gets before we call it hung. Without the fault the same call takes
@@ -45,23 +46,6 @@ pub fn ctr_error(out: &CmdOutput) -> String {
 fn start_sleeper(env: &TestEnv, id: &str) {
     env.run_detached(id, &[], &["sleep", "1000"]);
     env.wait_task_status(id, "RUNNING", Duration::from_secs(30));
-}
-
-/// Kills `id` with SIGKILL, deletes task and container, and checks both are gone.
-fn kill_and_delete(env: &TestEnv, id: &str) {
-    let rt = env.runtime;
-    env.kill(id, "SIGKILL")
-        .expect_success(&format!("[{rt}] ctr task kill -s SIGKILL {id}"));
-    env.wait_task_status(id, "STOPPED", Duration::from_secs(30));
-    env.task_delete(id)
-        .expect_success(&format!("[{rt}] ctr task delete {id}"));
-    env.container_delete(id)
-        .expect_success(&format!("[{rt}] ctr container delete {id}"));
-    assert!(env.task(id).is_none(), "[{rt}] task {id} still listed");
-    assert!(
-        !env.containers().contains(&id.to_string()),
-        "[{rt}] container {id} still listed"
-    );
 }
 
 /// The shim sockets of the running containers, read from the bundles' `address` files (which
@@ -199,7 +183,7 @@ pub fn exec(rt: Runtime) {
     let what = format!("[{rt}] ctr task exec c1 cat /proc/1/cmdline");
     assert_code(&out, 0, &what);
     assert_stdout(&out, "sleep\u{0}1000\u{0}", &what);
-    kill_and_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 /// SIGKILL through `ctr task kill`: the attached `ctr run` exits 137 and `--rm` cleans up.
@@ -287,13 +271,13 @@ pub fn group_shares_one_shim(rt: Runtime) {
         assert_code(&out, 0, &what);
         assert_stdout(&out, &format!("{id}\n"), &what);
     }
-    kill_and_delete(&env, "g1");
+    parity::kill_and_delete(&env, "g1");
     assert_eq!(
         env.shims(rt).len(),
         1,
         "[{rt}] the group shim must stay while g2 lives"
     );
-    kill_and_delete(&env, "g2");
+    parity::kill_and_delete(&env, "g2");
     assert_shims_exit(&env, &sockets);
 }
 
@@ -455,7 +439,7 @@ pub fn exec_stderr_flood_survives(rt: Runtime) {
         "[{rt}] exec with 256 KiB runc stderr returned in {:?}",
         out.elapsed
     );
-    kill_and_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
 
 /// (b) under `rt`: the task starts and runs, and the 256 KiB arrive on the container's stderr.
@@ -528,5 +512,5 @@ pub fn seed_case_fails_fast(rt: Runtime) {
     let what = format!("[{rt}] exec after the seed-case failure");
     assert_code(&out, 6, &what);
     assert_stdout(&out, "second-exec\n", &what);
-    kill_and_delete(&env, "c1");
+    parity::kill_and_delete(&env, "c1");
 }
