@@ -82,6 +82,7 @@ pub async fn run(call: Call) -> Result<Vec<u8>, RuncError> {
 
     let mut cmd = Command::new(&binary);
     cmd.args(&args).process_group(0);
+    environment(&mut cmd);
     let (tail, capture) = match stdio {
         CallStdio::Capture => {
             let out = crate::io::pipe::output().map_err(|e| prepare(e.to_string()))?;
@@ -186,6 +187,22 @@ pub async fn run(call: Call) -> Result<Vec<u8>, RuncError> {
         });
     }
     Ok(stdout)
+}
+
+/// Variables of the shim's own environment that runc must not see.
+///
+/// `NOTIFY_SOCKET`: containerd started by systemd as a `Type=notify` unit passes it to every
+/// shim; runc that sees it proxies the socket into the container and makes `runc start` wait
+/// for the container's own `READY=1`, which an ordinary process never sends, so every detached
+/// start would hang until the deadline. go-runc drops it for the same reason
+/// (`command_linux.go`); the stock shim passes nothing else differently.
+pub(super) const WITHHELD_FROM_RUNC: &[&str] = &["NOTIFY_SOCKET"];
+
+/// runc inherits the shim's environment, less [`WITHHELD_FROM_RUNC`].
+pub(super) fn environment(cmd: &mut Command) {
+    for name in WITHHELD_FROM_RUNC {
+        cmd.env_remove(name);
+    }
 }
 
 /// Waits until `tail` stops growing (bounded), for a reader in another task to catch up.

@@ -280,3 +280,26 @@ fn unreadable_ps_output_is_quoted_by_its_ends_only() {
     assert!(err.contains("[1,2]"), "the end is lost: {err}");
     assert_eq!(super::parse_ps(b"[3, 4]\n"), Ok(vec![3, 4]));
 }
+
+#[test]
+fn runc_never_sees_notify_socket() {
+    // As if containerd ran under systemd (Type=notify): the variable reaches the shim, and
+    // would make `runc start` wait for a READY=1 no ordinary container sends.
+    let mut cmd = std::process::Command::new("runc");
+    cmd.env("NOTIFY_SOCKET", "/run/systemd/notify");
+    cmd.env("PATH", "/usr/bin");
+    super::invoke::environment(&mut cmd);
+    let envs: Vec<_> = cmd.get_envs().collect();
+    assert!(
+        envs.contains(&(std::ffi::OsStr::new("NOTIFY_SOCKET"), None)),
+        "NOTIFY_SOCKET must be removed, not passed: {envs:?}"
+    );
+    assert!(
+        envs.contains(&(
+            std::ffi::OsStr::new("PATH"),
+            Some(std::ffi::OsStr::new("/usr/bin"))
+        )),
+        "everything else is inherited as it is: {envs:?}"
+    );
+    assert_eq!(super::invoke::WITHHELD_FROM_RUNC, ["NOTIFY_SOCKET"]);
+}
