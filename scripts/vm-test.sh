@@ -16,7 +16,8 @@
 #   SLUICE_VM_ACCEL         tcg (default) or kvm (`-accel kvm -cpu host`; did not work on the
 #                           machine the lane was built on)
 #   SLUICE_VM_MEM           guest memory in MiB (default 2048); SLUICE_VM_SMP vCPUs (default 2)
-#   SLUICE_VM_DEADLINE      seconds before a guest is killed (default 2400)
+#   SLUICE_VM_DEADLINE      seconds before a guest is killed (default: 2400, or 600 plus 180
+#                           per selected test run when that is more)
 #   SLUICE_VM_TEST_TIMEOUT  seconds per test inside the guest (default 600)
 #   SLUICE_VM_CACHE         image cache (default /var/cache/sluice-vm); SLUICE_VM_REBUILD=1
 #   SLUICE_IT_SYSTEMD       passed to the tests as is; default 1 (containerd as a systemd unit)
@@ -36,7 +37,6 @@ VERSIONS=${SLUICE_VM_CONTAINERD:-1.6}
 ACCEL=${SLUICE_VM_ACCEL:-tcg}
 MEM=${SLUICE_VM_MEM:-2048}
 SMP=${SLUICE_VM_SMP:-2}
-DEADLINE=${SLUICE_VM_DEADLINE:-2400}
 TEST_TIMEOUT=${SLUICE_VM_TEST_TIMEOUT:-600}
 CONTAINERD_CACHE=${SLUICE_CONTAINERD_CACHE:-/var/cache/sluice-ci/containerd}
 
@@ -101,6 +101,14 @@ T_BUILD=$((SECONDS - t))
 
 PAYLOAD=$OUTDIR/payload
 mkdir -p "$PAYLOAD/bin" "$PAYLOAD/tests" "$PAYLOAD/out" "$PAYLOAD/containerd"
+: >"$PAYLOAD/tests.txt"
+# A test is selected when SLUICE_VM_FILTER is empty or one of its words is in "suite::name".
+selected() {
+    local w
+    [[ -z $FILTER ]] && return 0
+    for w in $FILTER; do [[ $1 == *"$w"* ]] && return 0; done
+    return 1
+}
 # Debug info is most of a debug binary's size; the guest has no use for it.
 put() { cp "$1" "$2" && { strip --strip-debug "$2" 2>/dev/null || true; }; }
 put "$ROOT/target/debug/containerd-shim-sluice-v2" "$PAYLOAD/bin/containerd-shim-sluice-v2" \
@@ -115,7 +123,17 @@ for s in $SUITES; do
         die "SLUICE_VM_TESTS names '$s', which is not an integration test binary (there are: $have)"
     fi
     put "$exe" "$PAYLOAD/tests/$s"
+    # Listed and filtered here, so an empty selection fails before a boot.
+    "$exe" --list --ignored 2>"$OUTDIR/list-$s.err" | sed -n 's/: test$//p' >"$OUTDIR/list-$s.txt" \
+        || die "$exe --list --ignored failed: $(head -c 400 "$OUTDIR/list-$s.err")"
+    [[ -s $OUTDIR/list-$s.txt ]] || die "suite $s lists no #[ignore]d tests"
+    while IFS= read -r name; do
+        if selected "$s::$name"; then printf '%s\t%s\n' "$s" "$name"; fi
+    done <"$OUTDIR/list-$s.txt" >>"$PAYLOAD/tests.txt"
 done
+NTESTS=$(( $(wc -l <"$PAYLOAD/tests.txt") * $(wc -w <<<"$VERSIONS") ))
+((NTESTS > 0)) || die "no test of '$SUITES' matches SLUICE_VM_FILTER='$FILTER'"
+DEADLINE=${SLUICE_VM_DEADLINE:-$(( 600 + 180 * NTESTS > 2400 ? 600 + 180 * NTESTS : 2400 ))}
 for c in $VERSIONS; do
     case $c in
         1.6) ;;
@@ -132,8 +150,7 @@ git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null -T - -cf - | tar -C "$PAYLOAD
     || die "copying the checkout's files into the payload failed"
 install -m 755 "$ROOT/scripts/vm/runner.sh" "$PAYLOAD/runner.sh"
 {
-    printf 'SUITES=%q\nFILTER=%q\nVERSIONS=%q\nTEST_TIMEOUT=%q\nHOST_ROOT=%q\n' \
-        "$SUITES" "$FILTER" "$VERSIONS" "$TEST_TIMEOUT" "$ROOT"
+    printf 'VERSIONS=%q\nTEST_TIMEOUT=%q\nHOST_ROOT=%q\n' "$VERSIONS" "$TEST_TIMEOUT" "$ROOT"
 } >"$PAYLOAD/config.env"
 {
     printf 'SLUICE_SHIM_BIN=/payload/bin/containerd-shim-sluice-v2\n'
@@ -152,7 +169,7 @@ T_PAYLOAD=$((SECONDS - t - T_BUILD))
 
 # 3. Boot a fresh copy of the image; the runner powers the guest off when done.
 cp --sparse=always "$IMAGE/guest.img" "$OUTDIR/run.img"
-say "booting the guest ($ACCEL, ${SMP} vCPUs, ${MEM} MiB; deadline ${DEADLINE}s): suites '$SUITES' on containerd '$VERSIONS'"
+say "booting the guest ($ACCEL, ${SMP} vCPUs, ${MEM} MiB; deadline ${DEADLINE}s): $NTESTS test runs of '$SUITES' on containerd '$VERSIONS'"
 t=$SECONDS
 set +e
 timeout -k 10 "$DEADLINE" qemu-system-x86_64 "${ACCEL_ARGS[@]}" -smp "$SMP" -m "$MEM" \

@@ -9,9 +9,12 @@
 #   out/logs/N.log     each test's whole output
 #   out/done           written last: the run finished (its absence means it did not)
 #
-# Its settings come from /payload/config.env (written by the host); the tests' environment from
-# /payload/test.env (KEY=VALUE lines, exported as they are).
+# Its settings come from /payload/config.env (written by the host), the tests to run from
+# /payload/tests.txt (suite<TAB>test, listed and filtered on the host), the tests' environment
+# from /payload/test.env (KEY=VALUE lines, exported as they are).
 set -u
+# Guest uptime when the runner starts: the boot's share of the wall time.
+read -r BOOT_SECONDS _ </proc/uptime
 P=/payload
 OUT=$P/out
 mkdir -p "$OUT/logs"
@@ -54,20 +57,10 @@ first() { "$@" 2>/dev/null | head -n1; }
     echo "cgroup_controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
     echo "mem_total_kb=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
     echo "nproc=$(nproc)"
-    echo "boot_seconds=$(cut -d' ' -f1 /proc/uptime)"
+    echo "boot_seconds=$BOOT_SECONDS"
 } >"$OUT/env.txt"
 sed 's/^/SLUICE-VM|env|/' "$OUT/env.txt"
 sync
-
-# A name is selected when FILTER is empty or one of its words is a substring of it.
-selected() {
-    local name=$1 w
-    [[ -z ${FILTER:-} ]] && return 0
-    for w in $FILTER; do
-        [[ $name == *"$w"* ]] && return 0
-    done
-    return 1
-}
 
 n=0
 passed=0
@@ -75,43 +68,34 @@ failed=0
 start=$(date +%s.%N)
 cd "${HOST_ROOT:-$P/repo}/integration" 2>/dev/null || cd "$P/repo/integration" 2>/dev/null || cd /
 for c in $VERSIONS; do
-    for suite in $SUITES; do
+    while IFS=$'\t' read -r suite t; do
+        [[ -n $suite && -n $t ]] || continue
         bin=$P/tests/$suite
-        names=$("$bin" --list --ignored 2>"$OUT/list-$suite.err" | sed -n 's/: test$//p')
-        if [[ -z $names ]]; then
-            say "fatal|$suite lists no tests: $(head -c 500 "$OUT/list-$suite.err")"
-            printf '%s\t%s\t%s\t0\t0\t%s\n' "$suite" "(list)" "$c" "list-$suite.err" >>"$OUT/results.tsv"
+        n=$((n + 1))
+        log=logs/$n.log
+        t0=$(date +%s.%N)
+        SLUICE_CONTAINERD=$c timeout -k 15 "$TEST_TIMEOUT" \
+            "$bin" --exact --ignored --test-threads=1 "$t" >"$OUT/$log" 2>&1 </dev/null
+        rc=$?
+        secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+        if [[ $rc -eq 0 ]] && grep -q '^test result: ok. 1 passed' "$OUT/$log"; then
+            ok=1
+            passed=$((passed + 1))
+        else
+            ok=0
             failed=$((failed + 1))
-            continue
-        fi
-        while IFS= read -r t; do
-            selected "$suite::$t" || continue
-            n=$((n + 1))
-            log=logs/$n.log
-            t0=$(date +%s.%N)
-            SLUICE_CONTAINERD=$c timeout -k 15 "$TEST_TIMEOUT" \
-                "$bin" --exact --ignored --test-threads=1 "$t" >"$OUT/$log" 2>&1 </dev/null
-            rc=$?
-            secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
-            if [[ $rc -eq 0 ]] && grep -q '^test result: ok. 1 passed' "$OUT/$log"; then
-                ok=1
-                passed=$((passed + 1))
-            else
-                ok=0
-                failed=$((failed + 1))
-                if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-                    echo "sluice-vm: timed out after ${TEST_TIMEOUT}s (timeout exit $rc)" >>"$OUT/$log"
-                elif [[ $rc -eq 0 ]]; then
-                    # Exit 0 without "1 passed": the name matched nothing (or more than one test).
-                    echo "sluice-vm: exit 0 but not exactly one test passed" >>"$OUT/$log"
-                fi
+            if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+                echo "sluice-vm: timed out after ${TEST_TIMEOUT}s (timeout exit $rc)" >>"$OUT/$log"
+            elif [[ $rc -eq 0 ]]; then
+                # Exit 0 without "1 passed": the name matched no test, or the test is not #[ignore]d.
+                echo "sluice-vm: exit 0 but not exactly one test passed" >>"$OUT/$log"
             fi
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$t" "$c" "$ok" "$secs" "$log" >>"$OUT/results.tsv"
-            say "test|$c|$suite::$t|$([[ $ok == 1 ]] && echo ok || echo FAILED)|${secs}s"
-            # The host reads results even from a guest it had to kill.
-            sync
-        done <<<"$names"
-    done
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$t" "$c" "$ok" "$secs" "$log" >>"$OUT/results.tsv"
+        say "test|$c|$suite::$t|$([[ $ok == 1 ]] && echo ok || echo FAILED)|${secs}s"
+        # The host reads results even from a guest it had to kill.
+        sync
+    done <"$P/tests.txt"
 done
 total=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
 echo "tests_seconds=$total" >>"$OUT/env.txt"
