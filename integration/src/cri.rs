@@ -98,6 +98,7 @@ impl CriEnv {
         let mut opts = EnvOpts {
             config: Some(Box::new(move |env: &TestEnv| cri_config(env, install))),
             shims: Vec::new(),
+            ..EnvOpts::default()
         };
         if install == Install::AsRuncV2Binary {
             opts.shims
