@@ -82,7 +82,14 @@ impl Daemon {
         // restart), Delegate=yes (containers' cgroups below).
         cmd.arg(format!("--unit={unit}"))
             .args(["--collect", "--quiet", "--no-ask-password"])
-            .args(["-p", "Type=notify", "-p", "KillMode=process", "-p", "Delegate=yes"])
+            .args([
+                "-p",
+                "Type=notify",
+                "-p",
+                "KillMode=process",
+                "-p",
+                "Delegate=yes",
+            ])
             .args(["-p", "TimeoutStopSec=10"])
             .arg("-p")
             .arg(format!("StandardOutput=append:{log}"))

@@ -12,8 +12,8 @@
 pub mod cmd;
 pub mod cri;
 pub mod daemon;
-pub mod environment;
 pub mod doctor_support;
+pub mod environment;
 pub mod fault;
 pub mod harness;
 pub mod matrix;

@@ -181,7 +181,12 @@ pub fn lifecycle(shim: Shim, driver: Driver) {
         n.tag()
     );
     let want = n.expected_cgroup("c1");
-    assert_eq!(cgroup_of_pid(n.pid("c1")), want, "{} init's cgroup", n.tag());
+    assert_eq!(
+        cgroup_of_pid(n.pid("c1")),
+        want,
+        "{} init's cgroup",
+        n.tag()
+    );
     let out = n
         .env
         .exec("c1", "e1", &["cat", "/proc/self/cgroup"], CTR_TIMEOUT)
@@ -192,9 +197,12 @@ pub fn lifecycle(shim: Shim, driver: Driver) {
         "{} exec's cgroup",
         n.tag()
     );
-    let out = n
-        .env
-        .exec("c1", "e2", &["sh", "-c", "echo out; echo err >&2; exit 3"], CTR_TIMEOUT);
+    let out = n.env.exec(
+        "c1",
+        "e2",
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        CTR_TIMEOUT,
+    );
     assert_eq!(out.code(), Some(3), "{} exec exit code: {out:?}", n.tag());
     assert_eq!(out.stdout_str(), "out\n", "{} exec stdout", n.tag());
     assert_eq!(out.stderr_str(), "err\n", "{} exec stderr", n.tag());
@@ -209,9 +217,12 @@ pub fn pids_max(shim: Shim, driver: Driver) {
     n.run_detached("c1", &[], &["sleep", "1000"]);
     let current = n.read("c1", "pids.current");
     fs::write(n.cgroup_dir("c1").join("pids.max"), &current).expect("write pids.max");
-    let out = n
-        .env
-        .exec("c1", "e1", &["sh", "-c", "echo hi"], Duration::from_secs(60));
+    let out = n.env.exec(
+        "c1",
+        "e1",
+        &["sh", "-c", "echo hi"],
+        Duration::from_secs(60),
+    );
     assert!(
         !out.timed_out(),
         "{} exec at pids.max={current} hung: {out:?}",
@@ -237,8 +248,13 @@ fn metrics(n: &Node, id: &str) -> Value {
         .env
         .ctr(&["task", "metrics", "--format", "json", id], CTR_TIMEOUT)
         .expect_success(&format!("{} ctr task metrics", n.tag()));
-    serde_json::from_str(&out.stdout_str())
-        .unwrap_or_else(|e| panic!("{} metrics are not JSON ({e}): {}", n.tag(), out.stdout_str()))
+    serde_json::from_str(&out.stdout_str()).unwrap_or_else(|e| {
+        panic!(
+            "{} metrics are not JSON ({e}): {}",
+            n.tag(),
+            out.stdout_str()
+        )
+    })
 }
 
 /// Paths (`memory.usage`, ...) of every leaf that is present and not zero.
@@ -274,7 +290,11 @@ fn metrics_container(n: &Node) -> Value {
     n.run_detached(
         "c1",
         &["--memory-limit", &limit],
-        &["sh", "-c", "head -c 1000000 /dev/urandom > /tmp/x; sync; sleep 1000"],
+        &[
+            "sh",
+            "-c",
+            "head -c 1000000 /dev/urandom > /tmp/x; sync; sleep 1000",
+        ],
     );
     // Let the writer finish so both shims are measured in the same state.
     std::thread::sleep(Duration::from_secs(2));
@@ -288,9 +308,21 @@ pub fn stats(shim: Shim, driver: Driver) {
     let m = metrics_container(&n);
     let num = |p: &str| field(&m, p).and_then(Value::as_u64);
     assert_eq!(num("memory.usage_limit"), Some(LIMIT), "{} {m}", n.tag());
-    assert!(num("memory.usage").unwrap_or(0) > 0, "{} memory.usage: {m}", n.tag());
-    assert!(num("pids.current").unwrap_or(0) >= 1, "{} pids.current: {m}", n.tag());
-    assert!(num("cpu.usage_usec").unwrap_or(0) > 0, "{} cpu.usage_usec: {m}", n.tag());
+    assert!(
+        num("memory.usage").unwrap_or(0) > 0,
+        "{} memory.usage: {m}",
+        n.tag()
+    );
+    assert!(
+        num("pids.current").unwrap_or(0) >= 1,
+        "{} pids.current: {m}",
+        n.tag()
+    );
+    assert!(
+        num("cpu.usage_usec").unwrap_or(0) > 0,
+        "{} cpu.usage_usec: {m}",
+        n.tag()
+    );
     if shim == Shim::Sluice {
         let stock = Node::start("node-stats-ref", Shim::Stock, driver);
         let reference = metrics_container(&stock);
@@ -324,7 +356,12 @@ pub fn oom(shim: Shim, driver: Driver) {
         &["sh", "-c", "head -c 200000000 /dev/zero | tail"],
         Duration::from_secs(180),
     );
-    assert_eq!(out.code(), Some(137), "{} exit of the OOM-killed task: {out:?}", n.tag());
+    assert_eq!(
+        out.code(),
+        Some(137),
+        "{} exit of the OOM-killed task: {out:?}",
+        n.tag()
+    );
     events.wait_for("/tasks/exit of c1", Duration::from_secs(30), |e| {
         e.topic == "/tasks/exit" && e.container_id() == Some("c1")
     });
@@ -338,7 +375,11 @@ pub fn oom(shim: Shim, driver: Driver) {
     let seen = n_events(&events, "c1");
     let oom_at = seen.iter().position(|s| s.starts_with("oom("));
     let exit_at = seen.iter().position(|s| s.starts_with("exit("));
-    assert!(oom_at.is_some(), "{} no /tasks/oom event: {seen:?}", n.tag());
+    assert!(
+        oom_at.is_some(),
+        "{} no /tasks/oom event: {seen:?}",
+        n.tag()
+    );
     assert!(
         oom_at < exit_at,
         "{} /tasks/oom must come before /tasks/exit: {seen:?}",
@@ -373,8 +414,18 @@ pub fn update(shim: Shim, driver: Driver) {
             CTR_TIMEOUT,
         )
         .expect_success(&format!("{} ctr task update", n.tag()));
-    assert_eq!(n.read("c1", "memory.max"), doubled, "{} memory.max after update", n.tag());
-    assert_eq!(n.read("c1", "cpu.max"), "50000 100000", "{} cpu.max", n.tag());
+    assert_eq!(
+        n.read("c1", "memory.max"),
+        doubled,
+        "{} memory.max after update",
+        n.tag()
+    );
+    assert_eq!(
+        n.read("c1", "cpu.max"),
+        "50000 100000",
+        "{} cpu.max",
+        n.tag()
+    );
     n.remove("c1");
 }
 
@@ -388,7 +439,12 @@ pub fn pause_resume(shim: Shim, driver: Driver) {
         .expect_success(&format!("{} ctr task pause", n.tag()));
     n.env
         .wait_task_status("c1", "PAUSED", Duration::from_secs(30));
-    assert_eq!(n.read("c1", "cgroup.freeze"), "1", "{} cgroup.freeze", n.tag());
+    assert_eq!(
+        n.read("c1", "cgroup.freeze"),
+        "1",
+        "{} cgroup.freeze",
+        n.tag()
+    );
     assert!(
         n.read("c1", "cgroup.events").contains("frozen 1"),
         "{} cgroup.events",
@@ -399,7 +455,12 @@ pub fn pause_resume(shim: Shim, driver: Driver) {
         .expect_success(&format!("{} ctr task resume", n.tag()));
     n.env
         .wait_task_status("c1", "RUNNING", Duration::from_secs(30));
-    assert_eq!(n.read("c1", "cgroup.freeze"), "0", "{} cgroup.freeze", n.tag());
+    assert_eq!(
+        n.read("c1", "cgroup.freeze"),
+        "0",
+        "{} cgroup.freeze",
+        n.tag()
+    );
     events.wait_for("/tasks/resumed", Duration::from_secs(10), |e| {
         e.topic == "/tasks/resumed"
     });
@@ -441,9 +502,16 @@ pub fn pod(shim: Shim, driver: Driver) {
     n.run_detached("app", &[group], &["sleep", "1000"]);
     let sock = n.env.sock.display().to_string();
     let shims = crate::procs::find(|p| {
-        p.has_arg_pair("-address", &sock) && crate::procs::alive(p.pid) && p.has_arg_pair("-id", "pause")
+        p.has_arg_pair("-address", &sock)
+            && crate::procs::alive(p.pid)
+            && p.has_arg_pair("-id", "pause")
     });
-    assert_eq!(shims.len(), 1, "{} one shim for the group: {shims:?}", n.tag());
+    assert_eq!(
+        shims.len(),
+        1,
+        "{} one shim for the group: {shims:?}",
+        n.tag()
+    );
     let out = n
         .env
         .exec("app", "e1", &["echo", "app"], CTR_TIMEOUT)
@@ -456,11 +524,20 @@ pub fn pod(shim: Shim, driver: Driver) {
             .is_empty()
             .then_some(())
     });
-    assert!(gone.is_some(), "{} the group's shim outlived its containers", n.tag());
+    assert!(
+        gone.is_some(),
+        "{} the group's shim outlived its containers",
+        n.tag()
+    );
     if driver == Driver::Cgroupfs {
         let parent = Path::new("/sys/fs/cgroup").join(&n.env.ns);
         let left: Vec<_> = fs::read_dir(&parent)
-            .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path())
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(left.is_empty(), "{} cgroups left: {left:?}", n.tag());
     }
@@ -470,13 +547,29 @@ pub fn pod(shim: Shim, driver: Driver) {
 /// task keeps running; with `--exit` it stops.
 pub fn checkpoint(shim: Shim, driver: Driver) {
     let n = Node::start("node-criu", shim, driver);
-    n.run_detached("c1", &[], &["sh", "-c", "i=0; while true; do i=$((i+1)); sleep 0.2; done"]);
+    n.run_detached(
+        "c1",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); sleep 0.2; done",
+        ],
+    );
     let images = n.env.dir.join("criu-images");
     let work = n.env.dir.join("criu-work");
     let (images_s, work_s) = (images.display().to_string(), work.display().to_string());
     n.env
         .ctr(
-            &["task", "checkpoint", "--image-path", &images_s, "--work-path", &work_s, "c1"],
+            &[
+                "task",
+                "checkpoint",
+                "--image-path",
+                &images_s,
+                "--work-path",
+                &work_s,
+                "c1",
+            ],
             Duration::from_secs(120),
         )
         .expect_success(&format!("{} ctr task checkpoint", n.tag()));
@@ -496,13 +589,26 @@ pub fn checkpoint(shim: Shim, driver: Driver) {
     let images2_s = images2.display().to_string();
     n.env
         .ctr(
-            &["task", "checkpoint", "--exit", "--image-path", &images2_s, "--work-path", &work_s, "c1"],
+            &[
+                "task",
+                "checkpoint",
+                "--exit",
+                "--image-path",
+                &images2_s,
+                "--work-path",
+                &work_s,
+                "c1",
+            ],
             Duration::from_secs(120),
         )
         .expect_success(&format!("{} ctr task checkpoint --exit", n.tag()));
     n.env
         .wait_task_status("c1", "STOPPED", Duration::from_secs(30));
-    assert!(images2.join("inventory.img").is_file(), "{} --exit images", n.tag());
+    assert!(
+        images2.join("inventory.img").is_file(),
+        "{} --exit images",
+        n.tag()
+    );
     n.env
         .task_delete("c1")
         .expect_success(&format!("{} ctr task delete", n.tag()));
