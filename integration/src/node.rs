@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cmd::{poll, CmdOutput};
+use crate::cmd::{find_bytes, poll, CmdOutput};
 use crate::daemon;
+use crate::fault::{self, Action, CGO_CRASH_LINE, FLOOD_BYTES};
 use crate::harness::{EnvOpts, RunOpts, TestEnv, CTR_TIMEOUT};
 use crate::parity::{kill_and_delete, shorts, EventWatcher};
 use crate::system;
@@ -618,6 +619,107 @@ pub fn checkpoint(shim: Shim, driver: Driver) {
     let dir = n.cgroup_dir("c1");
     let gone = poll(Duration::from_secs(15), || (!dir.exists()).then_some(()));
     assert!(gone.is_some(), "{} cgroup {} left", n.tag(), dir.display());
+}
+
+/// How long a stock shim's exec must stay blocked to count as the containerd#4434 hang.
+const STOCK_HANG: Duration = Duration::from_secs(15);
+
+/// Asserts the stock shim hangs on the armed exec fault (the bug: it reads runc's pipes only
+/// after runc exits), then kills the blocked wrapper so the container can be removed.
+fn assert_stock_hangs(n: &Node, out: &CmdOutput) {
+    assert!(
+        out.timed_out(),
+        "{} the stock shim was expected to hang (containerd#4434) but ctr returned: {out:?}",
+        n.tag()
+    );
+    let blocked = n.env.wrapper_procs();
+    assert!(
+        !blocked.is_empty(),
+        "{} ctr hung but no fault-runc is alive: not the pipe deadlock",
+        n.tag()
+    );
+    n.env.unwedge();
+}
+
+/// runc writes 256 KiB to stderr during `runc exec`: under sluice the exec returns with its
+/// own exit code and every byte arrives; the stock shim hangs.
+pub fn exec_drain(shim: Shim, driver: Driver) {
+    let n = Node::start("node-drain", shim, driver);
+    n.run_detached("c1", &[], &["sleep", "1000"]);
+    n.env
+        .set_fault("exec", Action::StderrFlood { bytes: FLOOD_BYTES }, true);
+    let limit = if shim == Shim::Stock {
+        STOCK_HANG
+    } else {
+        CTR_TIMEOUT
+    };
+    let out = n
+        .env
+        .exec("c1", "e1", &["sh", "-c", "echo exec-ran; exit 4"], limit);
+    assert_eq!(
+        n.env.fault_fired("exec"),
+        1,
+        "{} fault log:\n{}",
+        n.tag(),
+        n.env.fault_log()
+    );
+    match shim {
+        Shim::Stock => assert_stock_hangs(&n, &out),
+        Shim::Sluice => {
+            assert_eq!(out.code(), Some(4), "{} exec: {out:?}", n.tag());
+            assert_eq!(out.stdout_str(), "exec-ran\n", "{} exec stdout", n.tag());
+            assert!(
+                find_bytes(&out.stderr, &fault::flood(FLOOD_BYTES)).is_some(),
+                "{} the 256 KiB runc wrote did not all arrive ({} bytes of stderr)",
+                n.tag(),
+                out.stderr.len()
+            );
+        }
+    }
+    n.remove("c1");
+}
+
+/// The case study: `runc init` dies with a Go crash dump into one-page pipes. sluice: the exec
+/// fails fast with the dump's first line in the error, and the next exec works; the stock shim
+/// hangs.
+pub fn seed(shim: Shim, driver: Driver) {
+    let n = Node::start("node-seed", shim, driver);
+    n.run_detached("c1", &[], &["sleep", "1000"]);
+    n.env.set_fault("exec", Action::CrashDump, true);
+    let limit = if shim == Shim::Stock {
+        STOCK_HANG
+    } else {
+        CTR_TIMEOUT
+    };
+    let out = n.env.exec("c1", "e1", &["echo", "should-not-run"], limit);
+    assert_eq!(
+        n.env.fault_fired("exec"),
+        1,
+        "{} fault log:\n{}",
+        n.tag(),
+        n.env.fault_log()
+    );
+    match shim {
+        Shim::Stock => assert_stock_hangs(&n, &out),
+        Shim::Sluice => {
+            assert!(
+                !out.timed_out() && !out.success(),
+                "{} exec: {out:?}",
+                n.tag()
+            );
+            assert!(
+                out.stderr_str().contains(CGO_CRASH_LINE),
+                "{} the error does not carry runc's words: {out:?}",
+                n.tag()
+            );
+            let again = n
+                .env
+                .exec("c1", "e2", &["echo", "second"], CTR_TIMEOUT)
+                .expect_success(&format!("{} exec after the crash", n.tag()));
+            assert_eq!(again.stdout_str(), "second\n");
+        }
+    }
+    n.remove("c1");
 }
 
 /// Declares `<shim>::<driver>::<case>` for every case.

@@ -3,6 +3,8 @@
 
 sluice_integration::node_tests!(
     lifecycle,
+    exec_drain,
+    seed,
     pids_max,
     stats,
     oom,
