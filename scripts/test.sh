@@ -51,11 +51,16 @@ t=$SECONDS
 cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok
 
-read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle faults matrix restarts security cri}"
+read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri}"
 for v in "${VERSIONS[@]}"; do
     echo "== integration tests, containerd $v (private containerd per test, stock shim and sluice, CRI)"
     t=$SECONDS
-    targets=(--tests)
+    # Every suite but `node`, which needs a node (cgroup v2, systemd): the guest lane runs it.
+    targets=()
+    for f in integration/tests/*.rs; do
+        name=$(basename "$f" .rs)
+        [[ $name == node ]] || targets+=(--test "$name")
+    done
     if [[ $v != 1.6 ]]; then
         targets=()
         for name in "${NEWER_TESTS[@]}"; do targets+=(--test "$name"); done

@@ -3,7 +3,6 @@
 mod arg_limits;
 mod cgroup;
 mod container;
-mod doctor;
 mod error;
 mod events;
 mod info;
@@ -19,8 +18,9 @@ mod tail;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // The doctor is its own crate (doctor/); the subcommand keeps one binary to install.
     if args.get(1).map(String::as_str) == Some("doctor") {
-        std::process::exit(doctor::main(&args[2..]));
+        std::process::exit(sluice_doctor::main(&args[2..]));
     }
     if args
         .iter()

@@ -98,6 +98,7 @@ impl CriEnv {
         let mut opts = EnvOpts {
             config: Some(Box::new(move |env: &TestEnv| cri_config(env, install))),
             shims: Vec::new(),
+            ..EnvOpts::default()
         };
         if install == Install::AsRuncV2Binary {
             opts.shims
@@ -133,9 +134,15 @@ impl CriEnv {
         self.log_root.join(name)
     }
 
-    /// `LinuxPodSandboxConfig.cgroup_parent`: under `/<ns>`, which teardown removes.
+    /// `LinuxPodSandboxConfig.cgroup_parent`: under `/<ns>`, which teardown removes; with the
+    /// systemd driver a slice, as a kubelet gives it (the CRI plugin then asks runc for the
+    /// scope `system.slice:cri-containerd:<id>`, which systemd removes when it empties).
     pub fn cgroup_parent(&self) -> String {
-        format!("/{}", self.env.ns)
+        if systemd_driver() {
+            "system.slice".to_string()
+        } else {
+            format!("/{}", self.env.ns)
+        }
     }
 
     /// What the `BinaryName` wrapper logged: one line per runc call, its arguments.
@@ -287,12 +294,16 @@ pub fn cri_config(env: &TestEnv, install: Install) -> String {
     for sub in ["cni/bin", "cni/net.d", "pod-logs"] {
         fs::create_dir_all(d.join(sub)).expect("mkdir cni/pod-logs");
     }
-    // Settings every handler gets: the marker runc and the test's own runc root.
-    let runc_settings = format!(
+    // Settings every handler gets: the marker runc and the test's own runc root; the systemd
+    // driver when the run asks for it.
+    let mut runc_settings = format!(
         "BinaryName = {}\nRoot = {}\n",
         toml_str(&binary_name),
         toml_str(&env.runc_root)
     );
+    if systemd_driver() {
+        runc_settings.push_str("SystemdCgroup = true\n");
+    }
     let rt = line.cri_runtime_plugin();
     let table = format!("plugins.\"{rt}\".containerd.runtimes.{HANDLER}");
     let handler = match install {
@@ -559,6 +570,13 @@ pub fn parse_cri_log(text: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// `SLUICE_IT_CGROUP_DRIVER=systemd`: every CRI handler runs runc with the systemd cgroup driver
+/// (`SystemdCgroup = true`) and pods get a slice as cgroup parent, as on a kubelet node with
+/// `cgroupDriver: systemd`. Needs systemd as PID 1 (the guest lane).
+pub fn systemd_driver() -> bool {
+    std::env::var("SLUICE_IT_CGROUP_DRIVER").is_ok_and(|v| v == "systemd")
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! doctor with a deadline, reading its JSON, and creating the conditions it looks for (a process
 //! holding shrunken pipes, a container at its `pids.max`).
 //!
-//! This crate depends on libc only, so the JSON is read with the small parser below: enough for
-//! the doctor's report (objects, arrays, strings, numbers, booleans, null), strict about syntax.
+//! The JSON is read with serde into the doctor crate's report types (`sluice_doctor::report`),
+//! the definitions that wrote it.
 
 use std::fs::{self, File};
 use std::os::fd::FromRawFd;
@@ -11,6 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+pub use sluice_doctor::report::{
+    Access, BlockedPipe, Finding, JsonReport, OldRunc, PidsNearMax, ShimTrouble, SmallPipe,
+};
 
 use crate::cmd::{self, CmdOutput};
 use crate::system;
@@ -42,260 +46,59 @@ pub fn show(title: &str, out: &CmdOutput) {
     );
 }
 
-/// Runs the doctor with `--json` added and parses its report.
-pub fn doctor_json(args: &[&str]) -> (CmdOutput, Json) {
+/// Runs the doctor with `--json` added and reads its report into the doctor's own types, so a
+/// missing key or a wrong type fails here.
+pub fn doctor_json(args: &[&str]) -> (CmdOutput, JsonReport) {
     let mut a = args.to_vec();
     a.push("--json");
     let out = doctor(&a);
-    let json = Json::parse(&out.stdout_str())
-        .unwrap_or_else(|e| panic!("doctor --json printed invalid JSON ({e}):\n{out}"));
-    (out, json)
+    let report = serde_json::from_str(&out.stdout_str())
+        .unwrap_or_else(|e| panic!("doctor --json printed no report ({e}):\n{out}"));
+    (out, report)
 }
 
-/// The findings of `kind` in a parsed report.
-pub fn findings<'a>(report: &'a Json, kind: &str) -> Vec<&'a Json> {
-    report
-        .get("findings")
-        .items()
+/// The `small_pipe` findings of a report.
+pub fn small_pipes(r: &JsonReport) -> Vec<&SmallPipe> {
+    r.findings
         .iter()
-        .filter(|f| f.get("kind").as_str() == Some(kind))
+        .filter_map(|f| match f {
+            Finding::SmallPipe(p) => Some(p),
+            _ => None,
+        })
         .collect()
 }
 
-// ---- JSON --------------------------------------------------------------------------------
-
-/// A parsed JSON value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    /// Members in document order.
-    Obj(Vec<(String, Json)>),
+/// The `old_runc` findings of a report.
+pub fn old_runcs(r: &JsonReport) -> Vec<&OldRunc> {
+    r.findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::OldRunc(o) => Some(o),
+            _ => None,
+        })
+        .collect()
 }
 
-static NULL: Json = Json::Null;
-
-impl Json {
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value(0)?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    /// The member `key` of an object; `Null` when absent or not an object.
-    pub fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(m) => m.iter().find(|(k, _)| k == key).map_or(&NULL, |(_, v)| v),
-            _ => &NULL,
-        }
-    }
-
-    pub fn has(&self, key: &str) -> bool {
-        matches!(self, Json::Obj(m) if m.iter().any(|(k, _)| k == key))
-    }
-
-    pub fn keys(&self) -> Vec<&str> {
-        match self {
-            Json::Obj(m) => m.iter().map(|(k, _)| k.as_str()).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The elements of an array; empty for anything else.
-    pub fn items(&self) -> &[Json] {
-        match self {
-            Json::Arr(a) => a,
-            _ => &[],
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
+/// The `pids_near_max` findings of a report.
+pub fn pids_near_max(r: &JsonReport) -> Vec<&PidsNearMax> {
+    r.findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::PidsNearMax(c) => Some(c),
             _ => None,
-        }
-    }
-
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Json::Num(n) if n.fract() == 0.0 => Some(*n as i64),
-            _ => None,
-        }
-    }
-
-    pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Json::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
+        })
+        .collect()
 }
 
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> Result<(), String> {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            Ok(())
-        } else {
-            Err(format!("expected {lit:?} at byte {}", self.i))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Json, String> {
-        if depth > 64 {
-            return Err("nested too deeply".into());
-        }
-        self.ws();
-        match self.s.get(self.i) {
-            None => Err("unexpected end".into()),
-            Some(b'n') => self.eat("null").map(|()| Json::Null),
-            Some(b't') => self.eat("true").map(|()| Json::Bool(true)),
-            Some(b'f') => self.eat("false").map(|()| Json::Bool(false)),
-            Some(b'"') => self.string().map(Json::Str),
-            Some(b'[') => {
-                self.i += 1;
-                let mut out = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(out));
-                }
-                loop {
-                    out.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(out));
-                        }
-                        _ => return Err(format!("expected , or ] at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.i += 1;
-                let mut out = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(out));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.ws();
-                    self.eat(":")?;
-                    out.push((key, self.value(depth + 1)?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(out));
-                        }
-                        _ => return Err(format!("expected , or }} at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(_) => self.number(),
-        }
-    }
-
-    fn number(&mut self) -> Result<Json, String> {
-        let start = self.i;
-        while self.i < self.s.len()
-            && matches!(
-                self.s[self.i],
-                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-            )
-        {
-            self.i += 1;
-        }
-        std::str::from_utf8(&self.s[start..self.i])
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-            .map(Json::Num)
-            .ok_or_else(|| format!("bad value at byte {start}"))
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let t = self
-            .s
-            .get(self.i..self.i + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| format!("bad \\u escape at byte {}", self.i))?;
-        self.i += 4;
-        Ok(t)
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat("\"")?;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let Some(&c) = self.s.get(self.i) else {
-                return Err("unterminated string".into());
-            };
-            self.i += 1;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.i) else {
-                        return Err("unterminated escape".into());
-                    };
-                    self.i += 1;
-                    let ch = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = if (0xd800..0xdc00).contains(&hi) {
-                                self.eat("\\u")?;
-                                let lo = self.hex4()?;
-                                0x10000 + ((hi - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff)
-                            } else {
-                                hi
-                            };
-                            char::from_u32(code).unwrap_or('\u{fffd}')
-                        }
-                        other => return Err(format!("bad escape \\{}", other as char)),
-                    };
-                    let mut buf = [0; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                }
-                c => out.push(c),
-            }
-        }
-        String::from_utf8(out).map_err(|e| e.to_string())
-    }
+/// The `shim_runc_child` findings of a report.
+pub fn shim_runc_children(r: &JsonReport) -> Vec<&ShimTrouble> {
+    r.findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::ShimRuncChild(t) => Some(t),
+            _ => None,
+        })
+        .collect()
 }
 
 // ---- conditions --------------------------------------------------------------------------
@@ -426,40 +229,4 @@ pub fn pids_current(dir: &Path) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_parser() {
-        let v = Json::parse(
-            r#" {"a": [1, -2.5e1, true, false, null], "s": "x\"\\\/\n\u00e9\ud83d\ude00",
-                 "o": {}, "e": []} "#,
-        )
-        .expect("parse");
-        assert_eq!(v.keys(), vec!["a", "s", "o", "e"]);
-        assert_eq!(v.get("a").items()[0].as_i64(), Some(1));
-        assert_eq!(v.get("a").items()[1], Json::Num(-25.0));
-        assert_eq!(v.get("a").items()[2].as_bool(), Some(true));
-        assert_eq!(v.get("a").items()[4], Json::Null);
-        assert_eq!(v.get("s").as_str(), Some("x\"\\/\né😀"));
-        assert_eq!(v.get("o"), &Json::Obj(Vec::new()));
-        assert!(v.get("e").items().is_empty());
-        assert_eq!(v.get("missing"), &Json::Null);
-        assert!(v.has("o") && !v.has("missing"));
-        for bad in [
-            "",
-            "{",
-            "[1,]",
-            "{\"a\" 1}",
-            "tru",
-            "\"abc",
-            "1 2",
-            "{\"a\":1,}",
-        ] {
-            assert!(Json::parse(bad).is_err(), "{bad:?} should not parse");
-        }
-    }
 }

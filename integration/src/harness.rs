@@ -1,15 +1,15 @@
 //! One private containerd per test, driven with `ctr`, torn down completely in `Drop`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::cmd::{self, poll, CmdOutput, Running};
+use crate::daemon::{Daemon, Launch};
 use crate::fault::{self, Action, FaultConf};
 use crate::procs::{self, ProcInfo};
 use crate::system::{self, Tools, SLUICE_SHIM_NAME, SYSTEM_PATH};
@@ -60,7 +60,10 @@ pub struct TestEnv {
     pub log_path: PathBuf,
     fifo_dir: PathBuf,
     tools: &'static Tools,
-    containerd: Option<Child>,
+    containerd: Option<Daemon>,
+    /// Extra environment of containerd (and so of every shim it starts).
+    containerd_env: Vec<(String, String)>,
+    starts: usize,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -116,6 +119,9 @@ pub struct EnvOpts {
     /// Extra `(name, target)` symlinks in the shims directory, which is on containerd's PATH
     /// after the runc wrapper and before the system (e.g. sluice as `containerd-shim-runc-v2`).
     pub shims: Vec<(String, PathBuf)>,
+    /// Extra `(name, value)` variables in containerd's environment, which its shims inherit
+    /// (e.g. `NOTIFY_SOCKET`, as systemd gives a `Type=notify` service).
+    pub containerd_env: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -170,6 +176,7 @@ impl TestEnv {
         if let Some(config) = &opts.config {
             fs::write(env.dir.join("config.toml"), config(&env)).expect("write config.toml");
         }
+        env.containerd_env = opts.containerd_env;
         env.start_containerd();
         env
     }
@@ -195,6 +202,8 @@ impl TestEnv {
             dir,
             tools,
             containerd: None,
+            containerd_env: Vec::new(),
+            starts: 0,
         }
     }
 
@@ -275,27 +284,25 @@ disabled_plugins = [
         if !cfg.exists() {
             fs::write(&cfg, self.config_toml()).expect("write config.toml");
         }
-        let log = File::create(&self.log_path).expect("create containerd.log");
-        let mut cmd = Command::new(&self.tools.containerd);
-        cmd.arg("--config")
-            .arg(&cfg)
-            .arg("--log-level")
-            .arg("debug")
-            .env_clear()
-            .env("PATH", self.containerd_path())
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log fd"))
-            .stderr(log)
-            // Its own process group: a ^C on the test runner must not kill it before teardown.
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", self.tools.containerd.display()));
-        self.containerd = Some(child);
+        let mut vars = vec![
+            ("PATH".to_string(), self.containerd_path()),
+            ("RUST_BACKTRACE".to_string(), "1".to_string()),
+        ];
+        vars.extend(self.containerd_env.iter().cloned());
+        self.starts += 1;
+        self.containerd = Some(Daemon::start(
+            Launch {
+                containerd: &self.tools.containerd,
+                config: &cfg,
+                log: &self.log_path,
+                name: &format!("{DIR_PREFIX}{}", self.ns),
+                env: vars,
+            },
+            self.starts,
+        ));
         let ready = poll(Duration::from_secs(30), || {
             if let Some(c) = self.containerd.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
+                if let Some(status) = c.exited() {
                     panic!(
                         "containerd exited during startup ({status}):\n{}",
                         self.log_tail(60)
@@ -317,9 +324,8 @@ disabled_plugins = [
     /// SIGKILLs the private containerd (its shims live on), for restart tests; then
     /// [`TestEnv::restart_containerd`] brings it back with the same config.
     pub fn kill_containerd(&mut self) {
-        if let Some(mut child) = self.containerd.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(daemon) = self.containerd.take() {
+            daemon.kill();
         }
     }
 
@@ -667,13 +673,8 @@ disabled_plugins = [
         }
 
         // 3. Stop containerd.
-        if let Some(mut child) = self.containerd.take() {
-            procs::signal(child.id() as i32, libc::SIGTERM);
-            let stopped = poll(Duration::from_secs(10), || child.try_wait().ok().flatten());
-            if stopped.is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if let Some(daemon) = self.containerd.take() {
+            daemon.stop();
         }
 
         // 4. Shims it started (they outlive containerd), and anything else naming our dir.

@@ -11,10 +11,13 @@
 
 pub mod cmd;
 pub mod cri;
+pub mod daemon;
 pub mod doctor_support;
+pub mod environment;
 pub mod fault;
 pub mod harness;
 pub mod matrix;
+pub mod node;
 pub mod parity;
 pub mod procs;
 pub mod restarts;

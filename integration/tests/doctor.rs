@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use sluice_integration::cmd::{self, poll};
 use sluice_integration::doctor_support::{
-    doctor, doctor_json, findings, pids_cgroup_of, pids_current, show, Json, PidsMax, PipeHolder,
+    doctor, doctor_json, old_runcs, pids_cgroup_of, pids_current, pids_near_max,
+    shim_runc_children, show, small_pipes, Access, BlockedPipe, JsonReport, PidsMax, PipeHolder,
 };
 use sluice_integration::fault::{Action, FLOOD_BYTES};
 use sluice_integration::harness::CTR_TIMEOUT;
@@ -57,31 +58,21 @@ fn small_pipes_are_listed() {
     let (out, json) = doctor_json(&["--pid", &pid, "--check", "pipes"]);
     show("small pipes (JSON, --check pipes)", &out);
     assert_eq!(out.code(), Some(1), "{out}");
-    assert_eq!(json.get("healthy").as_bool(), Some(false));
-    let listed = findings(&json, "small_pipe");
+    assert!(!json.healthy, "{out}");
+    let listed = small_pipes(&json);
     // Exactly ours: the scope is the sleep, which holds nothing else.
     assert_eq!(listed.len(), 2, "{out}");
     for (f, inode) in listed.iter().zip(small.inodes) {
-        assert_eq!(f.get("inode").as_i64(), Some(inode as i64), "{out}");
-        assert_eq!(f.get("capacity_bytes").as_i64(), Some(4096), "{out}");
-        assert_eq!(f.get("pages").as_i64(), Some(1), "{out}");
-        assert_eq!(f.get("uid").as_i64(), Some(0), "{out}");
-        assert!(
-            f.get("holders")
-                .items()
-                .iter()
-                .all(|h| h.get("pid").as_i64() == Some(small.pid as i64)),
-            "{out}"
-        );
+        assert_eq!(f.inode, inode, "{out}");
+        assert_eq!(f.capacity_bytes, 4096, "{out}");
+        assert_eq!(f.pages, 1, "{out}");
+        assert_eq!(f.uid, Some(0), "{out}");
+        assert!(f.holders.iter().all(|h| h.pid == small.pid), "{out}");
     }
-    let budget = json.get("pipe_budget");
-    assert!(budget.get("pipes").as_i64().unwrap_or(0) >= 2, "{out}");
+    let budget = &json.pipe_budget;
+    assert!(budget.pipes >= 2, "{out}");
     assert!(
-        budget
-            .get("users")
-            .items()
-            .iter()
-            .any(|u| u.get("uid").as_i64() == Some(0)),
+        budget.users.iter().any(|u| u.uid == 0),
         "uid 0's pipes are not counted\n{out}"
     );
 
@@ -164,67 +155,48 @@ fn wedge_stock_exec(label: &str, action: Action) -> Wedged {
 
 /// Checks the old_runc and shim_runc_child findings for a wedged exec; returns the pipe the runc
 /// is blocked on.
-fn assert_wedged_reported(w: &Wedged, out: &CmdOutput, json: &Json) -> Json {
+fn assert_wedged_reported(w: &Wedged, out: &CmdOutput, json: &JsonReport) -> BlockedPipe {
     let (runc, shim, ns) = (&w.runc, &w.shim, w.env.ns.as_str());
-    let old = findings(json, "old_runc")
+    let old = old_runcs(json)
         .into_iter()
-        .find(|f| f.get("pid").as_i64() == Some(runc.pid as i64))
+        .find(|f| f.pid == runc.pid)
         .unwrap_or_else(|| panic!("no old_runc finding for pid {}\n{out}", runc.pid));
-    assert_eq!(old.get("verb").as_str(), Some("exec"), "{out}");
-    assert_eq!(old.get("container_id").as_str(), Some("c1"), "{out}");
-    assert_eq!(old.get("namespace").as_str(), Some(ns), "{out}");
-    let wchan = old.get("wchan").as_str().unwrap_or("");
+    assert_eq!(old.verb.as_deref(), Some("exec"), "{out}");
+    assert_eq!(old.container_id.as_deref(), Some("c1"), "{out}");
+    assert_eq!(old.namespace.as_deref(), Some(ns), "{out}");
+    let wchan = old.wchan.as_deref().unwrap_or("");
     assert!(wchan.contains("pipe"), "wchan {wchan:?}\n{out}");
-    assert!(old.get("age_seconds").as_i64().unwrap_or(0) >= 1, "{out}");
-    let blocked = old.get("blocked_on").items();
+    assert!(old.age_seconds >= 1, "{out}");
+    let blocked = &old.blocked_on;
     assert_eq!(blocked.len(), 1, "only the full stderr pipe\n{out}");
-    assert_eq!(blocked[0].get("fd").as_i64(), Some(2), "{out}");
+    assert_eq!(blocked[0].fd, 2, "{out}");
     assert_eq!(
-        blocked[0].get("unread_bytes").as_i64(),
-        blocked[0].get("capacity_bytes").as_i64(),
+        blocked[0].unread_bytes, blocked[0].capacity_bytes,
         "the pipe must be full\n{out}"
     );
     assert!(
         blocked[0]
-            .get("readers")
-            .items()
+            .readers
             .iter()
-            .any(|r| r.get("pid").as_i64() == Some(shim.pid as i64)
-                && r.get("access").as_str() == Some("read")),
+            .any(|r| r.pid == shim.pid && r.access == Access::Read),
         "the shim must hold the read end\n{out}"
     );
     assert!(
-        old.get("hint")
-            .as_str()
+        old.hint
+            .as_deref()
             .unwrap_or("")
             .contains("containerd#4434"),
         "{out}"
     );
-    let trouble = findings(json, "shim_runc_child")
+    let trouble = shim_runc_children(json)
         .into_iter()
-        .find(|f| f.get("shim").get("pid").as_i64() == Some(shim.pid as i64))
+        .find(|f| f.shim.pid == shim.pid)
         .unwrap_or_else(|| panic!("no shim_runc_child finding for shim {}\n{out}", shim.pid));
-    assert_eq!(trouble.get("shim").get("id").as_str(), Some("c1"), "{out}");
-    assert_eq!(
-        trouble.get("shim").get("namespace").as_str(),
-        Some(ns),
-        "{out}"
-    );
-    assert_eq!(
-        trouble.get("child").get("pid").as_i64(),
-        Some(runc.pid as i64),
-        "{out}"
-    );
-    assert_eq!(
-        trouble.get("child").get("verb").as_str(),
-        Some("exec"),
-        "{out}"
-    );
-    assert_eq!(
-        trouble.get("child").get("container_id").as_str(),
-        Some("c1"),
-        "{out}"
-    );
+    assert_eq!(trouble.shim.id.as_deref(), Some("c1"), "{out}");
+    assert_eq!(trouble.shim.namespace.as_deref(), Some(ns), "{out}");
+    assert_eq!(trouble.child.pid, runc.pid, "{out}");
+    assert_eq!(trouble.child.verb.as_deref(), Some("exec"), "{out}");
+    assert_eq!(trouble.child.container_id.as_deref(), Some("c1"), "{out}");
     blocked[0].clone()
 }
 
@@ -274,7 +246,7 @@ fn stuck_exec_under_the_stock_shim() {
     let (out, json) = doctor_json(&["--threshold", "1", "--pid", &shim_pid]);
     show("stuck runc exec under the stock shim (JSON)", &out);
     let pipe = assert_wedged_reported(&w, &out, &json);
-    assert_eq!(pipe.get("capacity_bytes").as_i64(), Some(65536), "{out}");
+    assert_eq!(pipe.capacity_bytes, Some(65536), "{out}");
 
     unwedge_and_recheck(w, "stock shim after the stuck runc was killed");
 }
@@ -292,26 +264,18 @@ fn seed_case_under_the_stock_shim() {
     show("seed case under the stock shim (JSON)", &out);
     assert_eq!(out.code(), Some(1), "{out}");
     let pipe = assert_wedged_reported(&w, &out, &json);
-    assert_eq!(pipe.get("capacity_bytes").as_i64(), Some(4096), "{out}");
-    let small: Vec<i64> = findings(&json, "small_pipe")
+    assert_eq!(pipe.capacity_bytes, Some(4096), "{out}");
+    let small: Vec<u64> = small_pipes(&json)
         .iter()
-        .filter(|f| {
-            f.get("holders")
-                .items()
-                .iter()
-                .any(|h| h.get("pid").as_i64() == Some(w.runc.pid as i64))
-        })
-        .filter_map(|f| f.get("inode").as_i64())
+        .filter(|f| f.holders.iter().any(|h| h.pid == w.runc.pid))
+        .map(|f| f.inode)
         .collect();
     assert_eq!(
         small.len(),
         2,
         "the runc's one-page stdout and stderr must be listed as small pipes\n{out}"
     );
-    assert!(
-        small.contains(&pipe.get("inode").as_i64().unwrap_or(-1)),
-        "{out}"
-    );
+    assert!(small.contains(&pipe.inode), "{out}");
 
     let out = doctor(&["--threshold", "1", "--pid", &shim_pid]);
     show("seed case under the stock shim (text)", &out);
@@ -356,20 +320,12 @@ fn container_at_pids_max() {
     );
     let (out, json) = doctor_json(&["--cgroup-prefix", &prefix, "--check", "pids"]);
     show("container at pids.max (JSON, --check pids)", &out);
-    let near = findings(&json, "pids_near_max");
+    let near = pids_near_max(&json);
     assert_eq!(near.len(), 1, "only c1's cgroup is at its limit\n{out}");
-    assert_eq!(
-        near[0].get("cgroup").as_str(),
-        Some(cgroup.as_str()),
-        "{out}"
-    );
-    assert_eq!(near[0].get("current").as_i64(), Some(3), "{out}");
-    assert_eq!(near[0].get("max").as_i64(), Some(3), "{out}");
-    assert_eq!(
-        near[0].get("path").as_str(),
-        Some(dir.display().to_string().as_str()),
-        "{out}"
-    );
+    assert_eq!(near[0].cgroup, cgroup, "{out}");
+    assert_eq!(near[0].current, 3, "{out}");
+    assert_eq!(near[0].max, 3, "{out}");
+    assert_eq!(near[0].path, dir.display().to_string(), "{out}");
 
     // 3 of 10 is far from the limit.
     drop(limit);
@@ -416,12 +372,11 @@ fn healthy_sluice_scope() {
         out.stdout_str().ends_with("summary: no problems found\n"),
         "{out}"
     );
+    // Read into the report types: a report without pipe_budget, findings, healthy or notes (or
+    // any other key) does not get this far.
     let (out, json) = doctor_json(&args);
     show("healthy sluice shim after the same fault (JSON)", &out);
     assert_eq!(out.code(), Some(0), "{out}");
-    assert_eq!(json.get("healthy").as_bool(), Some(true), "{out}");
-    assert!(json.get("findings").items().is_empty(), "{out}");
-    for key in ["pipe_budget", "findings", "healthy", "notes"] {
-        assert!(json.has(key), "JSON report without {key:?}\n{out}");
-    }
+    assert!(json.healthy, "{out}");
+    assert!(json.findings.is_empty(), "{out}");
 }

@@ -1,4 +1,5 @@
-//! `containerd-shim-sluice-v2 doctor`: makes the case study's conditions visible on a node.
+//! sluice-doctor, run as `containerd-shim-sluice-v2 doctor`: makes the case study's conditions
+//! visible on a node.
 //!
 //! The hang sluice removes needs three things to line up (DESIGN.md, "The bug it exists to
 //! remove"): a per-user pipe budget that is spent (`fs.pipe-user-pages-soft`, so new pipes get a
@@ -23,15 +24,17 @@
 //! EOF). Measuring a pipe duplicates the holder's descriptor (`pidfd_getfd`) or, failing that,
 //! opens it read-only and non-blocking through `/proc` ([`probe`]).
 //!
-//! It is not part of the shim: nothing here runs when containerd starts the binary, and nothing
-//! in the shim depends on it.
+//! It is not part of the shim: a crate of its own that imports nothing from the shim. The shim
+//! binary's `doctor` subcommand only calls [`main`], so nothing here runs when containerd starts
+//! the binary. The report types ([`report`]) are public and deserialize from `--json`, so tools
+//! (the integration tests) read the report with the same definitions that wrote it.
 
 mod cgroups;
 mod cli;
 mod pipes;
 mod probe;
 mod procfs;
-mod report;
+pub mod report;
 mod runc;
 mod shims;
 

@@ -3,24 +3,26 @@
 //!
 //! The JSON shape is a contract: `{"pipe_budget": {...}, "findings": [{"kind": ..., ...}],
 //! "healthy": bool, "notes": [...], "threshold_seconds": n, "pids_ratio": r}`. Fields are added,
-//! never renamed or removed; an unknown value is `null`, not a missing key.
+//! never renamed or removed; an unknown value is `null`, not a missing key. [`JsonReport`] is
+//! that object; every type in it also deserializes, so a reader uses these definitions.
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cli::Checks;
-use super::pipes::{BudgetStatus, PipeBudget};
-use super::procfs::{shorten, Access, ProcTable};
+pub use super::pipes::{BudgetStatus, PipeBudget, UserPipes};
+pub use super::procfs::Access;
+use super::procfs::{shorten, ProcTable};
 
 /// One process holding one end of a pipe.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Holder {
     pub pid: i32,
     pub program: String,
     pub fd: i32,
     /// `read`, `write`, `read-write` or `unknown`.
-    pub access: &'static str,
+    pub access: Access,
 }
 
 impl Holder {
@@ -32,20 +34,23 @@ impl Holder {
                 .map(|p| p.program().to_string())
                 .unwrap_or_default(),
             fd,
-            access: access.as_str(),
+            access,
         }
     }
 
     fn text(&self) -> String {
         format!(
             "pid {} {} fd {} ({})",
-            self.pid, self.program, self.fd, self.access
+            self.pid,
+            self.program,
+            self.fd,
+            self.access.as_str()
         )
     }
 }
 
 /// A pipe created (or shrunk) below the default 16 pages.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SmallPipe {
     pub inode: u64,
     pub capacity_bytes: u64,
@@ -57,7 +62,7 @@ pub struct SmallPipe {
 }
 
 /// A pipe an old runc may be blocked writing to, and who could drain it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockedPipe {
     pub fd: i32,
     pub inode: u64,
@@ -68,14 +73,14 @@ pub struct BlockedPipe {
 }
 
 /// A process, briefly.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProcBrief {
     pub pid: i32,
     pub program: String,
 }
 
 /// A runc (or `runc init`) process older than the threshold.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OldRunc {
     pub pid: i32,
     pub comm: String,
@@ -103,21 +108,21 @@ pub struct OldRunc {
 }
 
 /// A cgroup whose `pids.current` is at or past the ratio of its `pids.max`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PidsNearMax {
     /// The cgroup's path inside its hierarchy (`/default/c1`).
     pub cgroup: String,
     /// The directory on disk.
     pub path: String,
     /// `v1` (the pids controller's hierarchy) or `v2`.
-    pub hierarchy: &'static str,
+    pub hierarchy: String,
     pub current: u64,
     pub max: u64,
     pub percent: f64,
 }
 
 /// A shim process.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShimRef {
     pub pid: i32,
     pub program: String,
@@ -126,7 +131,7 @@ pub struct ShimRef {
 }
 
 /// The child that makes a shim worth a look.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShimChild {
     pub pid: i32,
     pub comm: String,
@@ -141,14 +146,14 @@ pub struct ShimChild {
 }
 
 /// A shim and its troublesome child.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShimTrouble {
     pub shim: ShimRef,
     pub child: ShimChild,
 }
 
 /// One thing that needs attention.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Finding {
     /// A user at or past `fs.pipe-user-pages-soft`.
@@ -179,15 +184,18 @@ pub struct Report {
     pub checks: Checks,
 }
 
-#[derive(Serialize)]
-struct JsonReport<'a> {
-    pipe_budget: &'a PipeBudget,
-    findings: &'a [Finding],
-    healthy: bool,
-    notes: &'a [String],
-    threshold_seconds: f64,
-    pids_ratio: f64,
-    checks: Vec<&'static str>,
+/// The report as `--json` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JsonReport {
+    pub pipe_budget: PipeBudget,
+    pub findings: Vec<Finding>,
+    /// No findings.
+    pub healthy: bool,
+    pub notes: Vec<String>,
+    pub threshold_seconds: f64,
+    pub pids_ratio: f64,
+    /// The checks that ran, as `--check` spells them.
+    pub checks: Vec<String>,
 }
 
 /// `42s`, `5m07s`, `3h12m`, `2d04h`.
@@ -226,13 +234,13 @@ impl Report {
 
     pub fn to_json(&self) -> String {
         let view = JsonReport {
-            pipe_budget: &self.pipe_budget,
-            findings: &self.findings,
+            pipe_budget: self.pipe_budget.clone(),
+            findings: self.findings.clone(),
             healthy: self.healthy(),
-            notes: &self.notes,
+            notes: self.notes.clone(),
             threshold_seconds: self.threshold_seconds,
             pids_ratio: self.pids_ratio,
-            checks: self.checks.names(),
+            checks: self.checks.names().into_iter().map(String::from).collect(),
         };
         // Plain data with string keys: serialization cannot fail.
         let mut s = serde_json::to_string_pretty(&view).unwrap_or_else(|e| {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::probe::PipeState;
 use super::procfs::{Access, ProcTable};
@@ -101,7 +101,7 @@ pub fn inventory(host: &Host, procs: &ProcTable) -> Pipes {
 }
 
 /// Where one user stands against the soft limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetStatus {
     /// Below 80 % of the soft limit.
@@ -115,7 +115,7 @@ pub enum BudgetStatus {
 }
 
 /// One user's pipes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserPipes {
     pub uid: u32,
     pub pipes: usize,
@@ -126,7 +126,7 @@ pub struct UserPipes {
 }
 
 /// The `pipe_budget` object of the report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PipeBudget {
     /// `fs.pipe-user-pages-soft`; `None` when the kernel has no such sysctl (before 4.5).
     pub soft_limit_pages: Option<u64>,

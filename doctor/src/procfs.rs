@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 
 use super::{DoctorError, Host};
 
-/// How a descriptor was opened (`flags:` of `fdinfo`, `O_ACCMODE`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// How a descriptor was opened (`flags:` of `fdinfo`, `O_ACCMODE`). In JSON as [`Access::as_str`]
+/// spells it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Access {
     Read,
     Write,

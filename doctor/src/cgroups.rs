@@ -103,7 +103,7 @@ pub fn pids_near_max(
             out.push(Finding::PidsNearMax(PidsNearMax {
                 cgroup,
                 path: dir.display().to_string(),
-                hierarchy: kind,
+                hierarchy: kind.to_string(),
                 current,
                 max,
                 percent: if max == 0 {

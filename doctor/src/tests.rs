@@ -259,8 +259,11 @@ fn small_pipes_are_listed_with_their_holders() {
         (p.inode, p.capacity_bytes, p.pages, p.unread_bytes, p.uid),
         (801, 4096, 1, Some(0), Some(0))
     );
-    let holders: Vec<(i32, i32, &str)> =
-        p.holders.iter().map(|h| (h.pid, h.fd, h.access)).collect();
+    let holders: Vec<(i32, i32, &str)> = p
+        .holders
+        .iter()
+        .map(|h| (h.pid, h.fd, h.access.as_str()))
+        .collect();
     assert_eq!(holders, vec![(40, 3, "read"), (40, 4, "write")]);
     assert_eq!(p.holders[0].program, "shrinker");
     let Finding::SmallPipe(p) = &r.findings[1] else {
@@ -545,7 +548,13 @@ fn cgroups_near_pids_max_v1() {
         .findings
         .iter()
         .map(|x| match x {
-            Finding::PidsNearMax(c) => (c.cgroup.clone(), c.current, c.max, c.hierarchy, c.percent),
+            Finding::PidsNearMax(c) => (
+                c.cgroup.clone(),
+                c.current,
+                c.max,
+                c.hierarchy.as_str(),
+                c.percent,
+            ),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -604,7 +613,7 @@ fn cgroups_near_pids_max_v2_and_hybrid() {
         panic!()
     };
     assert_eq!(
-        (c.cgroup.as_str(), c.hierarchy, c.current, c.max),
+        (c.cgroup.as_str(), c.hierarchy.as_str(), c.current, c.max),
         ("/k8s.io/pod1/c1", "v2", 10, 10)
     );
 
@@ -618,7 +627,7 @@ fn cgroups_near_pids_max_v2_and_hybrid() {
         .findings
         .iter()
         .map(|x| match x {
-            Finding::PidsNearMax(c) => (c.hierarchy, c.cgroup.clone()),
+            Finding::PidsNearMax(c) => (c.hierarchy.as_str(), c.cgroup.clone()),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -817,6 +826,45 @@ fn json_shape() {
     assert_eq!(v["healthy"], Value::Bool(true));
     assert_eq!(v["findings"], Value::Array(Vec::new()));
     assert_eq!(v["notes"], Value::Array(Vec::new()));
+}
+
+/// A reader with the exported types gets back exactly what was written: the integration tests
+/// read `--json` this way.
+#[test]
+fn json_reads_back_into_the_report_types() {
+    let (f, probe) = stuck_exec_node();
+    f.pids_cgroup("pids", "/default/c1", 3, "3");
+    let r = examine_fixture(&f, &probe, &f.options());
+    let text = r.to_json();
+    let back: report::JsonReport = serde_json::from_str(&text).expect("reads back");
+    assert_eq!(back.findings, r.findings);
+    assert_eq!(back.pipe_budget, r.pipe_budget);
+    assert_eq!(back.notes, r.notes);
+    assert!(!back.healthy);
+    assert_eq!(back.checks, vec!["pipes", "runc", "pids", "shims"]);
+    assert_eq!(
+        (back.threshold_seconds, back.pids_ratio),
+        (r.threshold_seconds, r.pids_ratio)
+    );
+
+    // A report without one of its keys is refused, not read as a default.
+    let mut v: Value = serde_json::from_str(&text).expect("valid JSON");
+    v.as_object_mut().expect("an object").remove("healthy");
+    assert!(serde_json::from_value::<report::JsonReport>(v).is_err());
+
+    // JSON spells an access mode as the text does.
+    for a in [
+        Access::Read,
+        Access::Write,
+        Access::ReadWrite,
+        Access::Unknown,
+    ] {
+        assert_eq!(serde_json::to_value(a).expect("access"), a.as_str());
+        assert_eq!(
+            serde_json::from_value::<Access>(Value::from(a.as_str())).expect("access"),
+            a
+        );
+    }
 }
 
 #[test]
