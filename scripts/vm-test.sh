@@ -162,7 +162,7 @@ install -m 755 "$ROOT/scripts/vm/runner.sh" "$PAYLOAD/runner.sh"
     done < <(compgen -e | grep -E '^(SLUICE_IT_|SLUICE_SOAK_|RUST_BACKTRACE$|RUST_LOG$)' || true)
 } >"$PAYLOAD/test.env"
 size_mb=$(( $(du -sm "$PAYLOAD" | cut -f1) + 512 ))
-mkfs.ext4 -q -F -L sluicepayload -d "$PAYLOAD" "$OUTDIR/payload.img" "${size_mb}M" \
+mkfs.ext4 -q -F -L sluicepayload -d "$PAYLOAD" "$OUTDIR/payload.img" "${size_mb}M" >/dev/null \
     || die "mkfs.ext4 -d of the payload failed"
 rm -rf "$PAYLOAD"
 T_PAYLOAD=$((SECONDS - t - T_BUILD))

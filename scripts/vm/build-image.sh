@@ -177,7 +177,7 @@ initrd=$(ls -1 "$ROOT"/boot/initrd.img-* 2>/dev/null | sort -V | tail -n1)
 [[ -n $kernel && -n $initrd ]] || die "no kernel or initrd in the guest's /boot (linux-image-cloud-amd64 postinst failed?)"
 cp "$kernel" "$WORK/vmlinuz"
 cp "$initrd" "$WORK/initrd.img"
-mkfs.ext4 -q -F -L sluiceroot -d "$ROOT" "$WORK/guest.img" "$SIZE" || die "mkfs.ext4 -d failed"
+mkfs.ext4 -q -F -L sluiceroot -d "$ROOT" "$WORK/guest.img" "$SIZE" >&2 || die "mkfs.ext4 -d failed"
 printf 'suite=%s\ndate=%s\nkernel=%s\nbuilt=%s\nseconds=%s\n' "$SUITE" "$DATE" "$(basename "$kernel")" \
     "$(date -u +%FT%TZ)" "$((SECONDS - start))" >"$WORK/image.txt"
 
