@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Debian package of sluice from the static release binary, with dpkg-deb (no
-# cargo-deb to install): dist/sluice_<version>-1_<arch>.deb, holding
+# cargo-deb to install): target/dist/sluice_<version>-1_<arch>.deb, holding
 # /usr/bin/containerd-shim-sluice-v2 and, under /usr/share/sluice/, the containerd config
 # snippets (v2, v3), the runc settings example, the RuntimeClass and install.sh.
 #

@@ -2,15 +2,15 @@
 # Builds sluice's release artifacts from one static binary (scripts/build-static.sh --release)
 # and checks each of them:
 #
-#   dist/sluice-<version>-linux-<arch>.tar.gz   laid out as containerd's release tarballs (unpack
+#   target/dist/sluice-<version>-linux-<arch>.tar.gz   laid out as containerd's release tarballs (unpack
 #                                               with `tar -C /usr/local -xzf`):
 #                                                 bin/containerd-shim-sluice-v2
 #                                                 share/sluice/  config snippets, runc settings,
 #                                                                runtimeclass.yaml, install.sh
 #                                                 share/doc/sluice/  README.md, INSTALL.md, ROLLOUT.md
-#   dist/sluice_<version>-1_<debarch>.deb       dpkg-deb: /usr/bin, /usr/share/sluice, /usr/share/doc
-#   dist/sluice-<version>-1.<rpmarch>.rpm       rpmbuild (Debian's rpm package): the same files
-#   dist/SHA256SUMS                             sha256sum of the three
+#   target/dist/sluice_<version>-1_<debarch>.deb       dpkg-deb: /usr/bin, /usr/share/sluice, /usr/share/doc
+#   target/dist/sluice-<version>-1.<rpmarch>.rpm       rpmbuild (Debian's rpm package): the same files
+#   target/dist/SHA256SUMS                             sha256sum of the three
 #
 #   scripts/release.sh [--binary PATH] [--out DIR] [--only deb]
 #
@@ -26,7 +26,7 @@ NAME=containerd-shim-sluice-v2
 say() { printf '[release] %s\n' "$*"; }
 die() { printf '[release] error: %s\n' "$*" >&2; exit 1; }
 
-binary='' out=$ROOT/dist only=''
+binary='' out=$ROOT/target/dist only=''
 while (($#)); do
     case $1 in
         --binary) binary=${2:?--binary needs a path}; shift ;;
