@@ -8,13 +8,16 @@
 #     (scripts/fetch-containerd.sh: Debian trixie's and sid's packages, never installed), for
 #     each version in SLUICE_CONTAINERD_VERSIONS other than 1.6 (default "1.6 1.7 2.x");
 #   - checks that cargo is there;
-#   - builds every binary of the workspace (debug): the shim and the fault-injecting runc.
+#   - builds every binary of the workspace (debug): the shim and the fault-injecting runc;
+#   - builds the static shim the integration tests run (scripts/build-static.sh, debug profile:
+#     target/<host triple>/debug/containerd-shim-sluice-v2), which is what the release ships;
+#   - installs rpm, cpio and binutils for scripts/release.sh (rpmbuild, rpm2cpio, readelf).
 #
 # Idempotent; needs root for the package steps only. No standard input is read.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring)
+PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring rpm cpio binutils)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -76,4 +79,7 @@ fi
 say "building the workspace (cargo build --workspace --bins)"
 cd "$ROOT"
 cargo build --workspace --bins
+say "building the static shim (scripts/build-static.sh)"
+static=$(bash "$ROOT/scripts/build-static.sh" | tail -n 1)
+say "static shim: $static"
 say "ok: $(cargo --version), containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -n1)"

@@ -13,9 +13,9 @@
 # matrix, restart, security and CRI suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and
 # doctor suites compare with the stock shim through task API v2 calls, which 2.x's stock shim
 # (task API v3 only) does not serve.
-#   SLUICE_PACKAGE_TEST=1                        also build the Debian package (installs
-#                                                cargo-deb with cargo install: minutes) and check
-#                                                its contents (scripts/package.sh --check)
+#   SLUICE_PACKAGE_TEST=1                        also build the Debian package from the static
+#                                                release binary and check its contents
+#                                                (scripts/package.sh --check)
 #
 # Every version runs even if an earlier one failed; exits non-zero on any failure, after a
 # summary with the wall time of each part.
@@ -46,7 +46,13 @@ cargo test -p sluice-integration --lib --bins
 timed "unit tests" $((SECONDS - t)) ok
 
 [[ $EUID -eq 0 ]] || { echo "test.sh: integration tests need root" >&2; exit 1; }
-export SLUICE_SHIM_BIN=${SLUICE_SHIM_BIN:-$ROOT/target/debug/containerd-shim-sluice-v2}
+# The suite runs the static shim (setup.sh built it), the build that ships; packaging.rs then
+# also checks that it is static. SLUICE_SHIM_BIN=... runs another build instead.
+if [[ -z ${SLUICE_SHIM_BIN:-} ]]; then
+    SLUICE_SHIM_BIN=$ROOT/target/$(rustc -vV | awk '/^host:/ {print $2}')/debug/containerd-shim-sluice-v2
+    export SLUICE_REQUIRE_STATIC=1
+fi
+export SLUICE_SHIM_BIN
 t=$SECONDS
 cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok

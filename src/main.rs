@@ -15,6 +15,7 @@ mod serve;
 mod service;
 mod shim;
 mod tail;
+mod usage;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,17 +23,24 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("doctor") {
         std::process::exit(sluice_doctor::main(&args[2..]));
     }
+    if let usage::Outcome::Exit { text, code } =
+        // argv may be empty (execve allows it): no index may panic.
+        usage::preflight(
+            args.first()
+                .map_or("containerd-shim-sluice-v2", String::as_str),
+            args.get(1..).unwrap_or_default(),
+            |k| std::env::var_os(k),
+        )
+    {
+        eprint!("{text}");
+        std::process::exit(code);
+    }
     if args
         .iter()
         .skip(1)
         .any(|a| matches!(a.as_str(), "-v" | "--v" | "-version" | "--version"))
     {
-        println!("containerd-shim-sluice-v2:");
-        println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
-        println!(
-            "  Revision: {}",
-            option_env!("SLUICE_REVISION").unwrap_or("unknown")
-        );
+        print!("{}", usage::version());
         return;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -43,10 +43,13 @@ fn version_arg() -> &'static str {
     }
 }
 
-fn install(args: &[&str]) -> CmdOutput {
+/// install.sh with its manifest under `s` (never the system's /var/lib/sluice).
+fn install(s: &Scratch, args: &[&str]) -> CmdOutput {
     let mut c = Command::new("bash");
     c.arg(install_sh())
         .args(["--containerd-version", version_arg()])
+        .arg("--state-dir")
+        .arg(s.0.join("state"))
         .args(args);
     cmd::run(c, None, Duration::from_secs(30))
 }
@@ -155,7 +158,7 @@ fn install_binary_and_add_to_main_config() {
     ]
     .map(|a| a.to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = install(&args).expect_success("install.sh --add-to-config");
+    let out = install(&s, &args).expect_success("install.sh --add-to-config");
     let installed = bin.join(system::SLUICE_SHIM_NAME);
     assert_eq!(
         fs::read(&installed).expect("installed binary"),
@@ -180,7 +183,7 @@ fn install_binary_and_add_to_main_config() {
 
     // Once only: a second run leaves the config alone.
     let before = fs::read_to_string(&config).expect("config");
-    let again = install(&args).expect_success("install.sh --add-to-config, again");
+    let again = install(&s, &args).expect_success("install.sh --add-to-config, again");
     assert_eq!(
         fs::read_to_string(&config).expect("config"),
         before,
@@ -204,7 +207,7 @@ fn conf_d_drop_in_only_where_imports_merge() {
         config.display().to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = install(&args);
+    let out = install(&s, &args);
     if versions::selected().line == Line::V2 {
         let out = out.expect_success("install.sh --conf-d");
         assert!(confd.join("sluice.toml").is_file(), "{out}");
@@ -233,7 +236,7 @@ fn install_as_runc_v2_name() {
         "--as-runc-v2".to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = install(&args).expect_success("install.sh --as-runc-v2");
+    let out = install(&s, &args).expect_success("install.sh --as-runc-v2");
     let v = Command::new(bin.join("containerd-shim-runc-v2"))
         .arg("-v")
         .output()
@@ -248,4 +251,285 @@ fn install_as_runc_v2_name() {
             .contains(&format!("[{}]", cri_runtimes_table("sluice"))),
         "install.sh should print the handler table:\n{out}"
     );
+}
+
+/// The shim run by hand with `args`, in an environment without containerd's variables.
+fn by_hand(bin: &Path, args: &[&str]) -> CmdOutput {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env_clear()
+        .env("PATH", system::SYSTEM_PATH)
+        .current_dir(std::env::temp_dir());
+    cmd::run(c, None, Duration::from_secs(10))
+}
+
+#[test]
+#[ignore = "needs the built shim and the stock shim; run with --ignored"]
+fn command_line_by_hand_helps_in_sentences_with_the_stock_exit_codes() {
+    let sluice = system::sluice_shim_bin();
+    let stock = system::which("containerd-shim-runc-v2").expect("stock containerd-shim-runc-v2");
+    // (args, exit code of both shims, what sluice's stderr starts with)
+    let usage_head = format!("Usage of {}:\n  -address string\n", sluice.display());
+    let cases: [(&[&str], i32, String); 5] = [
+        (&["-h"], 0, usage_head.clone()),
+        (&["--help"], 0, usage_head.clone()),
+        (
+            &["-nope"],
+            2,
+            format!("flag provided but not defined: -nope\n{usage_head}"),
+        ),
+        (
+            &["-id"],
+            2,
+            format!("flag needs an argument: -id\n{usage_head}"),
+        ),
+        (
+            &[
+                "-namespace",
+                "sluice-pkg-byhand",
+                "-id",
+                "no-such-task",
+                "delete",
+            ],
+            1,
+            "io.containerd.sluice.v2: `delete` needs the environment variable TTRPC_ADDRESS, \
+             which is not set. containerd sets it when it runs this command"
+                .to_string(),
+        ),
+    ];
+    for (args, code, head) in cases {
+        let out = by_hand(&sluice, args);
+        assert_eq!(out.code(), Some(code), "sluice {args:?}:\n{out}");
+        assert!(
+            out.stderr_str().starts_with(&head),
+            "sluice {args:?} stderr:\n{out}"
+        );
+        assert!(
+            out.stdout_str().is_empty(),
+            "sluice {args:?} stdout:\n{out}"
+        );
+        // The stock shim's code for the same command line (its delete fails for want of a
+        // bundle rather than of the variable, but with the same code).
+        let st = by_hand(&stock, args);
+        assert_eq!(st.code(), Some(code), "stock {args:?}:\n{st}");
+    }
+    let help = by_hand(&sluice, &["-h"]).stderr_str();
+    for line in [
+        "\n  -v\tshow the shim version and exit\n",
+        "\n  start ",
+        "\n  delete ",
+        "\n  doctor ",
+    ] {
+        assert!(help.contains(line), "-h lacks {line:?}:\n{help}");
+    }
+    let start = by_hand(
+        &sluice,
+        &[
+            "-namespace",
+            "sluice-pkg-byhand",
+            "-id",
+            "no-such-task",
+            "start",
+        ],
+    );
+    assert_eq!(start.code(), Some(1), "{start}");
+    assert!(
+        start
+            .stderr_str()
+            .contains("`start` needs the environment variable TTRPC_ADDRESS")
+            && !start.stderr_str().contains("NotPresent"),
+        "{start}"
+    );
+}
+
+/// The dynamic section's DT_NEEDED entries and whether there is a PT_INTERP (64-bit LE ELF).
+fn elf_needed_and_interp(path: &Path) -> (usize, bool) {
+    let b = fs::read(path).expect("read the shim");
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes")) as usize;
+    assert_eq!(&b[..5], b"\x7fELF\x02", "not a 64-bit ELF");
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let (mut interp, mut needed) = (false, 0);
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        match u32_at(ph) {
+            3 => interp = true,
+            2 => {
+                // PT_DYNAMIC: (tag, value) pairs up to DT_NULL; DT_NEEDED is 1.
+                let (off, size) = (u64_at(ph + 8), u64_at(ph + 32));
+                needed += (off..off + size)
+                    .step_by(16)
+                    .map(u64_at)
+                    .take_while(|&t| t != 0)
+                    .filter(|&t| t == 1)
+                    .count();
+            }
+            _ => {}
+        }
+    }
+    (needed, interp)
+}
+
+#[test]
+#[ignore = "needs the built shim; run with --ignored"]
+fn version_names_the_build_flavour_the_binary_has() {
+    let sluice = system::sluice_shim_bin();
+    let out = by_hand(&sluice, &["-v"]).expect_success("-v");
+    let v = out.stdout_str();
+    assert!(
+        v.starts_with("containerd-shim-sluice-v2:\n  Version:  "),
+        "{v}"
+    );
+    let build = v
+        .lines()
+        .find(|l| l.starts_with("  Build:"))
+        .unwrap_or_else(|| panic!("no Build line:\n{v}"));
+    let (needed, interp) = elf_needed_and_interp(&sluice);
+    if build.contains("static") {
+        assert_eq!(
+            (needed, interp),
+            (0, false),
+            "{} says {build:?} but has {needed} NEEDED entries / PT_INTERP {interp}",
+            sluice.display()
+        );
+    } else {
+        assert!(build.contains("dynamic"), "{build}");
+        assert!(
+            interp,
+            "{} says dynamic but has no PT_INTERP",
+            sluice.display()
+        );
+    }
+    // scripts/test.sh runs the suite on the static build: say so when it is not.
+    if std::env::var_os("SLUICE_REQUIRE_STATIC").is_some() {
+        assert!(
+            build.contains("static"),
+            "the suite must run the static shim: {build}"
+        );
+    }
+}
+
+/// Every file under `dir` with its bytes (links as their target), for before/after comparisons.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let meta = fs::symlink_metadata(&p).expect("stat");
+            if meta.file_type().is_symlink() {
+                let t = fs::read_link(&p).expect("readlink");
+                out.push((p, format!("-> {}", t.display()).into_bytes()));
+            } else if meta.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+#[ignore = "needs the containerd under test and the built shim; run with --ignored"]
+fn uninstall_undoes_install_byte_for_byte() {
+    let s = Scratch::new("uninstall");
+    let bin = s.0.join("bin");
+    let etc = s.0.join("etc/containerd");
+    let config = etc.join("config.toml");
+    existing_config(&config);
+    // A stock shim already in the bin dir, which --as-runc-v2 replaces and uninstall restores.
+    fs::create_dir_all(&bin).expect("mkdir bin");
+    fs::write(
+        bin.join("containerd-shim-runc-v2"),
+        b"#!/bin/sh\necho stock\n",
+    )
+    .expect("stock");
+    let before_etc = tree(&etc);
+    let before_bin = tree(&bin);
+    let mut args = vec![
+        "--binary".to_string(),
+        system::sluice_shim_bin().display().to_string(),
+        "--bindir".to_string(),
+        bin.display().to_string(),
+        "--as-runc-v2".to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+    ];
+    // 2.x: the drop-in and the imports line; 1.x: the table appended to the main config.
+    if versions::selected().line == Line::V2 {
+        args.extend([
+            "--conf-d".to_string(),
+            etc.join("conf.d").display().to_string(),
+        ]);
+    } else {
+        args.push("--add-to-config".to_string());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = install(&s, &argv).expect_success("install.sh");
+    assert_handler_and_settings_kept(&config);
+    assert_ne!(tree(&etc), before_etc, "install changed no config:\n{out}");
+    // A second install (an upgrade) must not make the first install's result the "original".
+    install(&s, &argv).expect_success("install.sh, again");
+
+    let un = install(&s, &["--uninstall"]).expect_success("install.sh --uninstall");
+    assert_eq!(
+        tree(&etc),
+        before_etc,
+        "the containerd config dir is not as before install:\n{out}\n{un}"
+    );
+    assert_eq!(
+        tree(&bin),
+        before_bin,
+        "the bin dir is not as before install:\n{un}"
+    );
+    assert!(
+        !s.0.join("state").exists(),
+        "the manifest outlived uninstall:\n{un}"
+    );
+    // Nothing left to undo: said, and a failure.
+    let again = install(&s, &["--uninstall"]);
+    assert_eq!(again.code(), Some(1), "{again}");
+    assert!(again.stderr_str().contains("nothing to undo"), "{again}");
+}
+
+#[test]
+#[ignore = "needs the containerd under test and the built shim; run with --ignored"]
+fn uninstall_refuses_a_binary_it_did_not_install() {
+    let s = Scratch::new("refuse");
+    let bin = s.0.join("bin");
+    let config = s.0.join("etc/containerd/config.toml");
+    existing_config(&config);
+    let before = fs::read(&config).expect("config");
+    let args = [
+        "--binary".to_string(),
+        system::sluice_shim_bin().display().to_string(),
+        "--bindir".to_string(),
+        bin.display().to_string(),
+        "--add-to-config".to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    install(&s, &argv).expect_success("install.sh");
+    // Someone else's build put in its place since.
+    let installed = bin.join(system::SLUICE_SHIM_NAME);
+    fs::write(&installed, b"#!/bin/sh\necho other build\n").expect("overwrite");
+    let un = install(&s, &["--uninstall"]);
+    assert_eq!(un.code(), Some(1), "{un}");
+    assert!(
+        un.stderr_str()
+            .contains(&format!("refusing to remove {}", installed.display())),
+        "{un}"
+    );
+    assert_eq!(
+        fs::read(&installed).expect("still there"),
+        b"#!/bin/sh\necho other build\n",
+        "uninstall removed a binary it did not install:\n{un}"
+    );
+    // The rest is undone all the same.
+    assert_eq!(fs::read(&config).expect("config"), before, "{un}");
 }
