@@ -211,6 +211,21 @@ fn has_own_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
         })
 }
 
+/// The exec's process spec with `terminal` set to the request's flag: the Go shim's
+/// `Init.exec` (`process/init.go`, `spec.Terminal = r.Terminal`) lets the flag win, and clients
+/// send a spec copied from the container's with only the flag set. Like the Go shim, a spec
+/// that is not a JSON object is refused here, not at Start.
+fn with_terminal(spec: &[u8], terminal: bool) -> std::result::Result<Vec<u8>, String> {
+    match serde_json::from_slice(spec) {
+        Ok(serde_json::Value::Object(mut process)) => {
+            process.insert("terminal".into(), terminal.into());
+            serde_json::to_vec(&process).map_err(|e| e.to_string())
+        }
+        Ok(_) => Err("the process spec is not a JSON object".into()),
+        Err(e) => Err(format!("the process spec is not JSON: {e}")),
+    }
+}
+
 /// Runs a runc create or exec (`call`) with the process's stdio set up around it: pipes already
 /// being drained, or a console socket being accepted on. On failure the IO that was set up is
 /// returned with the error, so that what the process wrote can still be delivered.
@@ -456,6 +471,9 @@ impl Container {
 
     /// Registers an exec (not started); publishes TaskExecAdded.
     pub fn add_exec(&self, exec_id: &str, spec: Vec<u8>, stdio: StdioPaths) -> Result<()> {
+        let spec = with_terminal(&spec, stdio.terminal).map_err(|e| {
+            Error::InvalidArgument(format!("exec {exec_id} in container {}: {e}", self.id))
+        })?;
         arg_limits::check_process_json(&spec).map_err(|e| {
             Error::InvalidArgument(format!("exec {exec_id} in container {}: {e}", self.id))
         })?;
@@ -967,12 +985,19 @@ impl Container {
         Ok(p.wait().await)
     }
 
+    /// As the Go shim (`process/exec_state.go`, `init_state.go`): a stopped process is refused,
+    /// and a process without a console (no terminal, or not started yet) is left alone with OK.
     pub fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<()> {
         let p = self.process(exec_id)?;
         let what = format!("resize the terminal of {}", p.label());
-        let io = p.io().ok_or_else(|| {
-            Error::FailedPrecondition(format!("{what}: the process has not started"))
-        })?;
+        if let State::Stopped(_) = p.snapshot().state {
+            return Err(Error::FailedPrecondition(format!(
+                "{what}: the process has stopped"
+            )));
+        }
+        let Some(io) = p.io().filter(|_| p.stdio.terminal) else {
+            return Ok(());
+        };
         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         io.resize(clamp(width), clamp(height))
             .map_err(|e| Error::FailedPrecondition(format!("{what}: {e}")))

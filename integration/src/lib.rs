@@ -24,6 +24,7 @@ pub mod restarts;
 pub mod robustness;
 pub mod scenarios;
 pub mod security;
+pub mod sweep;
 pub mod system;
 pub mod traces;
 pub mod versions;

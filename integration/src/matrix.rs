@@ -243,7 +243,7 @@ impl Pending {
 
 /// The Task service the shim of `id` serves: containerd 2.x's stock shim announces task API v3
 /// in `bootstrap.json`, sluice and every 1.x shim serve v2 (the messages are the same).
-fn task_service(env: &TestEnv, id: &str) -> &'static str {
+pub fn task_service(env: &TestEnv, id: &str) -> &'static str {
     let boot = parity::bundle_dir(env, id).join("bootstrap.json");
     let version = std::fs::read_to_string(boot)
         .ok()

@@ -388,6 +388,19 @@ async fn bad_requests_get_their_codes() {
             .starts_with("exec big in container c2: env[0] is 1048581 bytes"),
         "{e}"
     );
+    // A spec that is not a JSON object is refused at Exec, as the Go shim's json.Unmarshal does.
+    for bad in [&b"not json"[..], b"[]", b"null"] {
+        let mut req = exec_req("c2", "nojson");
+        if let Some(spec) = req.spec.as_mut() {
+            spec.value = bad.to_vec();
+        }
+        let e = s
+            .exec(req)
+            .await
+            .expect_err("exec with a spec that is no object");
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT, "{e}");
+        assert!(e.to_string().contains("the process spec is not"), "{e}");
+    }
     let b4 = f.bundle("c4", "exec sleep 1000", "true");
     let config = serde_json::json!({
         "ociVersion": "1.0.2",
