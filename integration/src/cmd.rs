@@ -241,3 +241,17 @@ pub fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Optio
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The error ctr printed: everything from its `ctr: ` line on (the process's own stderr, which
+/// ctr copies before failing, comes earlier).
+pub fn ctr_error(out: &CmdOutput) -> String {
+    let text = out.stderr_str();
+    match text.find("ctr: ") {
+        Some(i) if i == 0 || text[..i].ends_with('\n') => text[i..].to_string(),
+        _ => text
+            .match_indices("\nctr: ")
+            .next()
+            .map(|(i, _)| text[i + 1..].to_string())
+            .unwrap_or_default(),
+    }
+}

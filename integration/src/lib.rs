@@ -9,25 +9,32 @@
 //! runc and busybox-static; run them with `cargo test -p sluice-integration -- --ignored`
 //! (scripts/test.sh does). When run, a missing prerequisite is a failure, never a skip.
 
+// The harness: helpers every suite may use. A helper never imports a suite.
+pub mod annotations;
+pub mod cells;
 pub mod cmd;
+pub mod containers;
 pub mod cri;
 pub mod daemon;
 pub mod doctor_support;
 pub mod environment;
 pub mod fault;
 pub mod harness;
+pub mod procs;
+pub mod system;
+pub mod traces;
+pub mod versions;
+
+// The suites' scenarios, run by `tests/<suite>.rs`. A suite imports only from the harness above,
+// never from another suite. (parity.rs still defines helpers that `containers` re-exports.)
 pub mod matrix;
 pub mod node;
 pub mod parity;
-pub mod procs;
 pub mod restarts;
 pub mod robustness;
 pub mod scenarios;
 pub mod security;
 pub mod sweep;
-pub mod system;
-pub mod traces;
-pub mod versions;
 
 pub use cmd::CmdOutput;
 pub use harness::{RunOpts, TestEnv};

@@ -1,4 +1,5 @@
-//! Finding and killing this test's processes through /proc.
+//! Finding, counting and killing this test's processes through /proc: who runs, what each holds
+//! (descriptors, threads, memory).
 //!
 //! Processes are always picked by something unique to one test (its temp dir, its containerd
 //! socket, its runc root, its cgroup), never by a program name, so parallel tests and anything
@@ -117,4 +118,54 @@ pub fn kill_all(pids: &[i32], timeout: Duration) -> Vec<i32> {
     }
     poll(timeout, || pids.iter().all(|&p| !alive(p)).then_some(()));
     pids.iter().copied().filter(|&p| alive(p)).collect()
+}
+
+// ---- descriptors, threads, memory ---------------------------------------------------------
+
+/// How many descriptors `pid` holds (0 once it is gone).
+pub fn fd_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn status_field(pid: i32, key: &str) -> u64 {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.trim_start_matches(':').split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// `Threads:` of /proc/<pid>/status.
+pub fn threads(pid: i32) -> u64 {
+    status_field(pid, "Threads")
+}
+
+/// `VmRSS:` of /proc/<pid>/status, in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    status_field(pid, "VmRSS")
+}
+
+/// `pid`'s descriptor numbers, in numeric order.
+pub fn fds_of(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+    v
+}
+
+/// `pid`'s descriptors as `<fd>-><target>`.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    fds_of(pid)
+        .iter()
+        .map(|fd| {
+            let t = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+            format!("{fd}->{}", t.display())
+        })
+        .collect()
 }

@@ -25,8 +25,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::cmd::poll;
+use crate::containers::{self, Event};
 use crate::harness::{TestEnv, CTR_TIMEOUT};
-use crate::parity::{self, Event};
 use crate::procs;
 use crate::traces::{cgroups_of, mounts_under, runc_list};
 use crate::versions::{self, Line};
@@ -256,7 +256,7 @@ pub fn scenario(rt: Runtime) -> StoppedWhileDown {
     let log = env.dir.join("c3.log");
     let uri = format!("file://{}", log.display());
     let counter = format!("i=0; while :; do i=$((i+1)); echo $i; usleep {TICK_US}; done");
-    parity::run_detached_with_flags(&env, "c3", &["--log-uri", &uri], &["sh", "-c", &counter]);
+    containers::run_detached_with_flags(&env, "c3", &["--log-uri", &uri], &["sh", "-c", &counter]);
     let c3 = env.wait_task_status("c3", "RUNNING", Duration::from_secs(30));
     poll(Duration::from_secs(30), || {
         (sequence(&log) >= 5).then_some(())

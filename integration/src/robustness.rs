@@ -19,23 +19,19 @@ use containerd_shim_protos::api::{
     StartRequest, StateRequest, StatsRequest, UpdateTaskRequest, WaitRequest,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim_sync::{Client, TaskClient};
 use containerd_shim_protos::ttrpc;
 
-use crate::cmd::{self, poll, CmdOutput};
+use crate::annotations::{GROUP_ANNOTATION, TIMEOUT_ANNOTATION};
+use crate::cells::{self, Fault};
+use crate::cmd::{self, ctr_error, poll, CmdOutput};
+use crate::containers;
 use crate::fault::Action;
 use crate::harness::{TestEnv, CTR_TIMEOUT};
-use crate::parity;
-use crate::procs;
-use crate::scenarios::ctr_error;
+use crate::procs::{self, fd_count, fd_targets, rss_kib, threads};
 use crate::traces::{assert_no_leftovers, pids_cgroup};
 use crate::Runtime;
-
-/// The per-container deadline annotation.
-pub const TIMEOUT_ANNOTATION: &str = "io.sluice.runc-timeout-seconds";
-/// The grouping annotation both shims honour.
-pub const GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 
 fn ann(key: &str, value: &str) -> String {
     format!("{key}={value}")
@@ -61,49 +57,6 @@ fn shim_pid(env: &TestEnv) -> i32 {
     shims[0].pid
 }
 
-pub fn fd_count(pid: i32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn status_field(pid: i32, key: &str) -> u64 {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|r| r.trim_start_matches(':').split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
-pub fn threads(pid: i32) -> u64 {
-    status_field(pid, "Threads")
-}
-
-pub fn rss_kib(pid: i32) -> u64 {
-    status_field(pid, "VmRSS")
-}
-
-pub fn fds_of(pid: u32) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
-    v
-}
-
-pub fn fd_targets(pid: u32) -> Vec<String> {
-    fds_of(pid)
-        .iter()
-        .map(|fd| {
-            let t = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
-            format!("{fd}->{}", t.display())
-        })
-        .collect()
-}
-
 fn assert_timed_error(out: &CmdOutput, verb: &str, id: &str, min: Duration, max: Duration) {
     assert!(!out.timed_out(), "runc {verb} did not return:\n{out}");
     assert!(!out.success(), "runc {verb} should have failed:\n{out}");
@@ -127,7 +80,7 @@ fn assert_timed_error(out: &CmdOutput, verb: &str, id: &str, min: Duration, max:
 /// with the verb, the container and the time in the error; nothing of it is left; the container
 /// stays usable.
 pub fn deadline_on_exec() {
-    crate::matrix::stock_reference("exec", crate::matrix::Fault::Hang);
+    cells::stock_reference("exec", Fault::Hang);
     let env = TestEnv::start("deadline-exec", Runtime::Sluice);
     let deadline = ann(TIMEOUT_ANNOTATION, "3");
     start_sleeper(&env, "c1", &[&deadline]);
@@ -171,7 +124,7 @@ pub fn deadline_on_exec() {
     let again = env.exec("c1", "e2", &["echo", "ok"], CTR_TIMEOUT);
     assert!(again.success(), "exec after the deadline failed:\n{again}");
     assert_eq!(again.stdout_str(), "ok\n", "{again}");
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
     assert_no_leftovers(&env, "c1");
 }
 
@@ -236,7 +189,7 @@ pub fn client_killed_while_flooding_stock() {
         c1, c2,
         "the stock shim kept the container writing without a client"
     );
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 pub fn client_killed_while_flooding() {
@@ -266,7 +219,7 @@ pub fn client_killed_while_flooding() {
     let c3 = counter(&env);
     std::thread::sleep(Duration::from_secs(2));
     assert!(counter(&env) > c3, "container blocked after the reattach");
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 // ---- 3. a real pids.max -----------------------------------------------------------------------
@@ -315,7 +268,7 @@ pub fn real_pids_max_sluice() {
     fs::write(pids_cgroup(&env, "c1").join("pids.max"), "max").expect("reset pids.max");
     let again = env.exec("c1", "e2", &["echo", "ok"], CTR_TIMEOUT);
     assert!(again.success(), "exec after raising pids.max:\n{again}");
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 /// Measured, not asserted: does the stock shim hang on the same exec?
@@ -419,26 +372,84 @@ impl XorShift {
         a.value = self.bytes(256);
         a
     }
+    /// Half the time an [`Any`](XorShift::any), else none (the field left unset).
+    fn maybe_any(&mut self) -> MessageField<Any> {
+        if self.bool() {
+            Some(self.any()).into()
+        } else {
+            MessageField::none()
+        }
+    }
 }
 
-const METHODS: [&str; 16] = [
-    "State",
-    "Create",
-    "Start",
-    "Delete",
-    "Pids",
-    "Pause",
-    "Resume",
-    "Checkpoint",
-    "Kill",
-    "Exec",
-    "ResizePty",
-    "CloseIO",
-    "Update",
-    "Wait",
-    "Stats",
-    "Connect",
-];
+/// The random requests, one row per Task method: its request type, the client call, and the
+/// fields drawn after `id`, in draw order (the seed fixes the whole sequence, so a row's fields
+/// must keep their order). `exec_id` is drawn for every request, used where the message has one.
+macro_rules! random_requests {
+    (|$rng:ident, $exec_id:ident| $($name:literal => $req:ident, $call:ident { $($field:ident: $val:expr),* $(,)? })*) => {
+        const METHODS: &[&str] = &[$($name),*];
+
+        fn send_random(
+            t: &TaskClient,
+            method: &str,
+            id: String,
+            $exec_id: String,
+            $rng: &mut XorShift,
+        ) -> String {
+            match method {
+                $($name => {
+                    let mut r = $req::new();
+                    r.id = id;
+                    $(r.$field = $val;)*
+                    code_of(t.$call(ctx(), &r))
+                })*
+                other => panic!("no random request for {other}"),
+            }
+        }
+    };
+}
+
+random_requests! { |rng, exec_id|
+    "State" => StateRequest, state { exec_id: exec_id }
+    "Create" => CreateTaskRequest, create {
+        bundle: if rng.bool() { format!("/tmp/{}", rng.text()) } else { rng.text() },
+        terminal: rng.bool(),
+        stdin: rng.text(),
+        stdout: rng.text(),
+        stderr: rng.text(),
+        checkpoint: rng.text(),
+        options: rng.maybe_any(),
+    }
+    "Start" => StartRequest, start { exec_id: exec_id }
+    "Delete" => DeleteRequest, delete { exec_id: exec_id }
+    "Pids" => PidsRequest, pids {}
+    "Pause" => PauseRequest, pause {}
+    "Resume" => ResumeRequest, resume {}
+    "Checkpoint" => CheckpointTaskRequest, checkpoint { path: rng.text(), options: rng.maybe_any() }
+    "Kill" => KillRequest, kill {
+        exec_id: exec_id,
+        signal: rng.next() as u32 % 80,
+        all: rng.bool(),
+    }
+    "Exec" => ExecProcessRequest, exec {
+        exec_id: exec_id,
+        terminal: rng.bool(),
+        stdin: rng.text(),
+        stdout: rng.text(),
+        stderr: rng.text(),
+        spec: rng.maybe_any(),
+    }
+    "ResizePty" => ResizePtyRequest, resize_pty {
+        exec_id: exec_id,
+        width: rng.next() as u32,
+        height: rng.next() as u32,
+    }
+    "CloseIO" => CloseIORequest, close_io { exec_id: exec_id, stdin: rng.bool() }
+    "Update" => UpdateTaskRequest, update { resources: rng.maybe_any() }
+    "Wait" => WaitRequest, wait { exec_id: exec_id }
+    "Stats" => StatsRequest, stats {}
+    "Connect" => ConnectRequest, connect {}
+}
 
 fn random_request(t: &TaskClient, rng: &mut XorShift, real: &str) -> (&'static str, String) {
     let m = METHODS[rng.below(METHODS.len() as u64) as usize];
@@ -448,129 +459,7 @@ fn random_request(t: &TaskClient, rng: &mut XorShift, real: &str) -> (&'static s
     } else {
         rng.id(real)
     };
-    let code = match m {
-        "State" => {
-            let mut r = StateRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            code_of(t.state(ctx(), &r))
-        }
-        "Create" => {
-            let mut r = CreateTaskRequest::new();
-            r.id = id;
-            r.bundle = if rng.bool() {
-                format!("/tmp/{}", rng.text())
-            } else {
-                rng.text()
-            };
-            r.terminal = rng.bool();
-            r.stdin = rng.text();
-            r.stdout = rng.text();
-            r.stderr = rng.text();
-            r.checkpoint = rng.text();
-            if rng.bool() {
-                r.options = Some(rng.any()).into();
-            }
-            code_of(t.create(ctx(), &r))
-        }
-        "Start" => {
-            let mut r = StartRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            code_of(t.start(ctx(), &r))
-        }
-        "Delete" => {
-            let mut r = DeleteRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            code_of(t.delete(ctx(), &r))
-        }
-        "Pids" => {
-            let mut r = PidsRequest::new();
-            r.id = id;
-            code_of(t.pids(ctx(), &r))
-        }
-        "Pause" => {
-            let mut r = PauseRequest::new();
-            r.id = id;
-            code_of(t.pause(ctx(), &r))
-        }
-        "Resume" => {
-            let mut r = ResumeRequest::new();
-            r.id = id;
-            code_of(t.resume(ctx(), &r))
-        }
-        "Checkpoint" => {
-            let mut r = CheckpointTaskRequest::new();
-            r.id = id;
-            r.path = rng.text();
-            if rng.bool() {
-                r.options = Some(rng.any()).into();
-            }
-            code_of(t.checkpoint(ctx(), &r))
-        }
-        "Kill" => {
-            let mut r = KillRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            r.signal = rng.next() as u32 % 80;
-            r.all = rng.bool();
-            code_of(t.kill(ctx(), &r))
-        }
-        "Exec" => {
-            let mut r = ExecProcessRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            r.terminal = rng.bool();
-            r.stdin = rng.text();
-            r.stdout = rng.text();
-            r.stderr = rng.text();
-            if rng.bool() {
-                r.spec = Some(rng.any()).into();
-            }
-            code_of(t.exec(ctx(), &r))
-        }
-        "ResizePty" => {
-            let mut r = ResizePtyRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            r.width = rng.next() as u32;
-            r.height = rng.next() as u32;
-            code_of(t.resize_pty(ctx(), &r))
-        }
-        "CloseIO" => {
-            let mut r = CloseIORequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            r.stdin = rng.bool();
-            code_of(t.close_io(ctx(), &r))
-        }
-        "Update" => {
-            let mut r = UpdateTaskRequest::new();
-            r.id = id;
-            if rng.bool() {
-                r.resources = Some(rng.any()).into();
-            }
-            code_of(t.update(ctx(), &r))
-        }
-        "Wait" => {
-            let mut r = WaitRequest::new();
-            r.id = id;
-            r.exec_id = exec_id;
-            code_of(t.wait(ctx(), &r))
-        }
-        "Stats" => {
-            let mut r = StatsRequest::new();
-            r.id = id;
-            code_of(t.stats(ctx(), &r))
-        }
-        _ => {
-            let mut r = ConnectRequest::new();
-            r.id = id;
-            code_of(t.connect(ctx(), &r))
-        }
-    };
-    (m, code)
+    (m, send_random(t, m, id, exec_id, rng))
 }
 
 /// An OCI process spec (JSON) running `args`, with PATH and, if `env_len` > 0, one more env
@@ -687,114 +576,88 @@ fn task_request(stream: u32, method: &str, payload: &[u8]) -> Vec<u8> {
     frame(stream, &req, None)
 }
 
-pub fn hostile_ttrpc() {
-    let env = TestEnv::start("hostile", Runtime::Sluice);
-    start_sleeper(&env, "c1", &[]);
-    let shim = shim_pid(&env);
-    let address = parity::shim_address(&env, "c1");
-    let socket = PathBuf::from(address.trim_start_matches("unix://"));
-    // Let the shim settle (containerd's own connection, first State).
-    std::thread::sleep(Duration::from_secs(1));
-    let (fds0, threads0) = (fd_count(shim), threads(shim));
+/// One fixed case: what was sent, the code that came back, the code that must come back.
+type Case = (String, String, &'static str);
 
-    let task = TaskClient::new(Client::connect(&address).expect("connect"));
-    let mut fixed: Vec<(String, String, &str)> = Vec::new();
+/// State requests that differ only in their IDs: (case, id, exec id, code).
+const STATE_CASES: [(&str, &str, &str, &str); 7] = [
+    ("State(unknown)", "no-such", "", "NOT_FOUND"),
+    (r#"State("../x")"#, "../x", "", "INVALID_ARGUMENT"),
+    (r#"State("a/b")"#, "a/b", "", "INVALID_ARGUMENT"),
+    (r#"State("a\0b")"#, "a\0b", "", "INVALID_ARGUMENT"),
+    (r#"State("..")"#, "..", "", "INVALID_ARGUMENT"),
+    ("State(c1, exec ../e)", "c1", "../e", "INVALID_ARGUMENT"),
+    ("State(c1, unknown exec)", "c1", "no-such-exec", "NOT_FOUND"),
+];
+
+/// Kill requests that differ only in ID and signal: (id, signal, code). u32::MAX is the "-1" a
+/// client that does signed arithmetic sends.
+const KILL_CASES: [(&str, u32, &str); 5] = [
+    ("c1", 0, "INVALID_ARGUMENT"),
+    ("c1", 65, "INVALID_ARGUMENT"),
+    ("c1", 1000, "INVALID_ARGUMENT"),
+    ("c1", u32::MAX, "INVALID_ARGUMENT"),
+    ("no-such", 9, "NOT_FOUND"),
+];
+
+/// Requests whose IDs, signals or bundles are wrong, and Create/Delete in the wrong state.
+fn id_and_state_cases(task: &TaskClient, bundle: &Path) -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    for (what, id, exec_id, want) in STATE_CASES {
+        let mut r = StateRequest::new();
+        r.id = id.into();
+        r.exec_id = exec_id.into();
+        cases.push((what.into(), code_of(task.state(ctx(), &r)), want));
+    }
+    for (id, signal, want) in KILL_CASES {
+        let mut r = KillRequest::new();
+        r.id = id.into();
+        r.signal = signal;
+        let what = match id {
+            "c1" => format!("Kill(c1, signal {signal})"),
+            _ => "Kill(unknown)".into(),
+        };
+        cases.push((what, code_of(task.kill(ctx(), &r)), want));
+    }
+    let b = bundle.display().to_string();
+    let creates = [
+        ("Create(c1) twice", "c1", b.clone(), "ALREADY_EXISTS"),
+        (
+            "Create(bundle /tmp/evil)",
+            "evil",
+            "/tmp/evil".into(),
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "Create(bundle <bundle>/../evil)",
+            "evil",
+            format!("{b}/../evil"),
+            "INVALID_ARGUMENT",
+        ),
+        ("Create(id ../c1)", "../c1", b, "INVALID_ARGUMENT"),
+    ];
+    for (what, id, bundle, want) in creates {
+        let mut r = CreateTaskRequest::new();
+        r.id = id.into();
+        r.bundle = bundle;
+        cases.push((what.into(), code_of(task.create(ctx(), &r)), want));
+    }
+    let mut r = DeleteRequest::new();
+    r.id = "c1".into();
+    cases.push((
+        "Delete(c1) while running".into(),
+        code_of(task.delete(ctx(), &r)),
+        "FAILED_PRECONDITION",
+    ));
+    cases
+}
+
+/// argv and env at and over the kernel's limits, for Exec and for Create's process.
+fn arg_limit_cases(task: &TaskClient, bundle: &Path) -> Vec<Case> {
+    let mut fixed: Vec<Case> = Vec::new();
     let mut check = |what: String, got: String, want: &'static str| {
         fixed.push((what, got, want));
     };
-    check(
-        "State(unknown)".into(),
-        state(&task, "no-such"),
-        "NOT_FOUND",
-    );
-    for bad in ["../x", "a/b", "a\0b", ".."] {
-        check(
-            format!("State({bad:?})"),
-            state(&task, bad),
-            "INVALID_ARGUMENT",
-        );
-    }
-    {
-        let mut r = StateRequest::new();
-        r.id = "c1".into();
-        r.exec_id = "../e".into();
-        check(
-            "State(c1, exec ../e)".into(),
-            code_of(task.state(ctx(), &r)),
-            "INVALID_ARGUMENT",
-        );
-        r.exec_id = "no-such-exec".into();
-        check(
-            "State(c1, unknown exec)".into(),
-            code_of(task.state(ctx(), &r)),
-            "NOT_FOUND",
-        );
-    }
-    // u32::MAX is the "-1" a client that does signed arithmetic sends.
-    for sig in [0u32, 65, 1000, u32::MAX] {
-        let mut r = KillRequest::new();
-        r.id = "c1".into();
-        r.signal = sig;
-        check(
-            format!("Kill(c1, signal {sig})"),
-            code_of(task.kill(ctx(), &r)),
-            "INVALID_ARGUMENT",
-        );
-    }
-    {
-        let mut r = KillRequest::new();
-        r.id = "no-such".into();
-        r.signal = 9;
-        check(
-            "Kill(unknown)".into(),
-            code_of(task.kill(ctx(), &r)),
-            "NOT_FOUND",
-        );
-    }
-    let bundle = parity::bundle_dir(&env, "c1");
-    {
-        let mut r = CreateTaskRequest::new();
-        r.id = "c1".into();
-        r.bundle = bundle.display().to_string();
-        check(
-            "Create(c1) twice".into(),
-            code_of(task.create(ctx(), &r)),
-            "ALREADY_EXISTS",
-        );
-        let mut r = CreateTaskRequest::new();
-        r.id = "evil".into();
-        r.bundle = "/tmp/evil".into();
-        check(
-            "Create(bundle /tmp/evil)".into(),
-            code_of(task.create(ctx(), &r)),
-            "INVALID_ARGUMENT",
-        );
-        let mut r = CreateTaskRequest::new();
-        r.id = "evil".into();
-        r.bundle = format!("{}/../evil", bundle.display());
-        check(
-            "Create(bundle <bundle>/../evil)".into(),
-            code_of(task.create(ctx(), &r)),
-            "INVALID_ARGUMENT",
-        );
-        let mut r = CreateTaskRequest::new();
-        r.id = "../c1".into();
-        r.bundle = bundle.display().to_string();
-        check(
-            "Create(id ../c1)".into(),
-            code_of(task.create(ctx(), &r)),
-            "INVALID_ARGUMENT",
-        );
-    }
-    {
-        let mut r = DeleteRequest::new();
-        r.id = "c1".into();
-        check(
-            "Delete(c1) while running".into(),
-            code_of(task.delete(ctx(), &r)),
-            "FAILED_PRECONDITION",
-        );
-    }
     // argv and env that execve refuses (E2BIG inside runc init): one string over
     // MAX_ARG_STRLEN (128 KiB), or more than a quarter of the stack limit (at most 6 MiB) in
     // strings and pointers. Refused at Exec, before runc runs.
@@ -882,21 +745,19 @@ pub fn hostile_ttrpc() {
         );
         let _ = fs::remove_dir_all(&dir);
     }
-    assert_eq!(
-        state(&task, "c1"),
-        "OK",
-        "State(c1) after the fixed requests"
-    );
+    fixed
+}
 
+/// 1,000 random requests; returns the ones answered without a status (transport failures).
+fn random_requests(task: &TaskClient, rng: &mut XorShift) -> Vec<String> {
     // 1,000 random requests.
-    let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
     let mut by_rpc: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_pair: BTreeMap<(&str, String), usize> = BTreeMap::new();
     let mut transport = Vec::new();
     let t0 = Instant::now();
     for i in 0..1000 {
-        let (m, code) = random_request(&task, &mut rng, "c1");
+        let (m, code) = random_request(task, rng, "c1");
         *by_rpc.entry(m).or_default() += 1;
         if code.starts_with("TRANSPORT") {
             transport.push(format!("#{i} {m}: {code}"));
@@ -918,6 +779,15 @@ pub fn hostile_ttrpc() {
         eprintln!("  {m:<12} {c:<20} {n:>5}");
     }
 
+    transport
+}
+
+/// Raw frames on the socket: malformed, oversized and truncated, each with its expected answer.
+fn raw_frame_cases(socket: &Path, rng: &mut XorShift) -> Vec<Case> {
+    let mut fixed: Vec<Case> = Vec::new();
+    let mut check = |what: String, got: String, want: &'static str| {
+        fixed.push((what, got, want));
+    };
     // Raw frames, each on a fresh connection. The codes are ttrpc-rust 0.9's server's, except
     // a payload that is not the method's request type (sluice's own check, serve/guard.rs).
     let garbage = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x80];
@@ -983,7 +853,7 @@ pub fn hostile_ttrpc() {
         ),
     ];
     for (what, bytes, close, want) in raw {
-        let (got, message) = raw_exchange(&socket, &bytes, Duration::from_secs(15), close);
+        let (got, message) = raw_exchange(socket, &bytes, Duration::from_secs(15), close);
         eprintln!("[hostile] {what}: {got} {message}");
         if what.contains("payload not a") {
             let method = what
@@ -1003,7 +873,7 @@ pub fn hostile_ttrpc() {
     // A frame over ttrpc's 4 MiB limit, sent whole: the server reads and drops it, answers a
     // status, and the connection serves on.
     {
-        let mut s = UnixStream::connect(&socket).expect("connect to the shim socket");
+        let mut s = UnixStream::connect(socket).expect("connect to the shim socket");
         let huge = task_request(1, "State", &vec![0u8; 5 << 20]);
         let (got, message) = exchange_on(&mut s, &huge, Duration::from_secs(30));
         eprintln!("[hostile] raw 5 MiB frame: {got} {message}");
@@ -1018,7 +888,7 @@ pub fn hostile_ttrpc() {
     // A header that declares 64 MiB, then one byte: the server waits for the body (as Go's
     // ttrpc does) and must go on serving everyone else meanwhile.
     {
-        let mut s = UnixStream::connect(&socket).expect("connect to the shim socket");
+        let mut s = UnixStream::connect(socket).expect("connect to the shim socket");
         let (got, _) = exchange_on(
             &mut s,
             &frame(1, b"x", Some(64 << 20)),
@@ -1030,7 +900,7 @@ pub fn hostile_ttrpc() {
             "no reply, connection kept open",
         );
         let (got, _) = raw_exchange(
-            &socket,
+            socket,
             &task_request(1, "State", &state_c1),
             Duration::from_secs(15),
             false,
@@ -1041,6 +911,32 @@ pub fn hostile_ttrpc() {
             "OK",
         );
     }
+
+    fixed
+}
+
+pub fn hostile_ttrpc() {
+    let env = TestEnv::start("hostile", Runtime::Sluice);
+    start_sleeper(&env, "c1", &[]);
+    let shim = shim_pid(&env);
+    let address = containers::shim_address(&env, "c1");
+    let socket = PathBuf::from(address.trim_start_matches("unix://"));
+    // Let the shim settle (containerd's own connection, first State).
+    std::thread::sleep(Duration::from_secs(1));
+    let (fds0, threads0) = (fd_count(shim), threads(shim));
+
+    let task = TaskClient::new(Client::connect(&address).expect("connect"));
+    let bundle = containers::bundle_dir(&env, "c1");
+    let mut fixed = id_and_state_cases(&task, &bundle);
+    fixed.extend(arg_limit_cases(&task, &bundle));
+    assert_eq!(
+        state(&task, "c1"),
+        "OK",
+        "State(c1) after the fixed requests"
+    );
+    let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
+    let transport = random_requests(&task, &mut rng);
+    fixed.extend(raw_frame_cases(&socket, &mut rng));
 
     // The shim still serves, and nothing leaked.
     drop(task);
@@ -1085,7 +981,7 @@ pub fn hostile_ttrpc() {
     );
     let ex = env.exec("c1", "e1", &["echo", "ok"], CTR_TIMEOUT);
     assert!(ex.success(), "{ex}");
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 /// The stock shim's answer to a payload that is not the method's request type, the reference
@@ -1093,7 +989,7 @@ pub fn hostile_ttrpc() {
 pub fn hostile_stock_reference() {
     let env = TestEnv::start("hostile-stock", Runtime::RuncV2);
     start_sleeper(&env, "c1", &[]);
-    let address = parity::shim_address(&env, "c1");
+    let address = containers::shim_address(&env, "c1");
     let socket = PathBuf::from(address.trim_start_matches("unix://"));
     let garbage = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x80];
     let (got, message) = raw_exchange(
@@ -1128,7 +1024,7 @@ pub fn hostile_stock_reference() {
     d.exec_id = "big".into();
     let _ = task.delete(ctx(), &d);
     drop(task);
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 // ---- 5. soak ----------------------------------------------------------------------------------
@@ -1145,7 +1041,7 @@ fn settled_fds(pid: i32) -> usize {
 }
 
 pub fn soak() {
-    crate::matrix::stock_reference("exec", crate::matrix::Fault::CrashDump);
+    cells::stock_reference("exec", Fault::CrashDump);
     let cycles: usize = std::env::var("SLUICE_SOAK_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1238,5 +1134,5 @@ pub fn soak() {
         base.0,
         end.0
     );
-    parity::kill_and_delete(&env, "anchor");
+    containers::kill_and_delete(&env, "anchor");
 }

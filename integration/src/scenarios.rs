@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cmd::{find_bytes, poll, CmdOutput};
+use crate::cmd::{ctr_error, find_bytes, poll, CmdOutput};
+use crate::containers;
 use crate::fault::{self, Action, CGO_CRASH_LINE, FLOOD_BYTES};
 use crate::harness::{RunOpts, TestEnv, CTR_TIMEOUT};
-use crate::parity;
 use crate::Runtime;
 
 /// How long the stock shim gets before we call it hung. Without the fault the same call takes
@@ -26,20 +26,6 @@ fn assert_stdout(out: &CmdOutput, expected: &str, what: &str) {
 
 fn assert_code(out: &CmdOutput, expected: i32, what: &str) {
     assert_eq!(out.code(), Some(expected), "{what}: unexpected exit\n{out}");
-}
-
-/// The error ctr printed: everything from its `ctr: ` line on (the process's own stderr, which
-/// ctr copies before failing, comes earlier).
-pub fn ctr_error(out: &CmdOutput) -> String {
-    let text = out.stderr_str();
-    match text.find("ctr: ") {
-        Some(i) if i == 0 || text[..i].ends_with('\n') => text[i..].to_string(),
-        _ => text
-            .match_indices("\nctr: ")
-            .next()
-            .map(|(i, _)| text[i + 1..].to_string())
-            .unwrap_or_default(),
-    }
 }
 
 /// Starts `sleep 1000` detached as `id` and waits until it runs.
@@ -183,7 +169,7 @@ pub fn exec(rt: Runtime) {
     let what = format!("[{rt}] ctr task exec c1 cat /proc/1/cmdline");
     assert_code(&out, 0, &what);
     assert_stdout(&out, "sleep\u{0}1000\u{0}", &what);
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 /// SIGKILL through `ctr task kill`: the attached `ctr run` exits 137 and `--rm` cleans up.
@@ -271,13 +257,13 @@ pub fn group_shares_one_shim(rt: Runtime) {
         assert_code(&out, 0, &what);
         assert_stdout(&out, &format!("{id}\n"), &what);
     }
-    parity::kill_and_delete(&env, "g1");
+    containers::kill_and_delete(&env, "g1");
     assert_eq!(
         env.shims(rt).len(),
         1,
         "[{rt}] the group shim must stay while g2 lives"
     );
-    parity::kill_and_delete(&env, "g2");
+    containers::kill_and_delete(&env, "g2");
     assert_shims_exit(&env, &sockets);
 }
 
@@ -439,7 +425,7 @@ pub fn exec_stderr_flood_survives(rt: Runtime) {
         "[{rt}] exec with 256 KiB runc stderr returned in {:?}",
         out.elapsed
     );
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }
 
 /// (b) under `rt`: the task starts and runs, and the 256 KiB arrive on the container's stderr.
@@ -512,5 +498,5 @@ pub fn seed_case_fails_fast(rt: Runtime) {
     let what = format!("[{rt}] exec after the seed-case failure");
     assert_code(&out, 6, &what);
     assert_stdout(&out, "second-exec\n", &what);
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cmd::poll;
+use crate::containers;
 use crate::harness::{EnvOpts, TestEnv};
-use crate::parity;
-use crate::robustness::{fd_targets, fds_of};
+use crate::procs::{fd_targets, fds_of};
 use crate::traces::pids_cgroup;
 use crate::versions::{self, Line};
 use crate::{CmdOutput, RunOpts, Runtime};
@@ -113,7 +113,7 @@ pub fn run_script(rt: Runtime, as_runc_v2: bool, delivery: Delivery) -> CmdOutpu
         }
     }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let out = parity::run_with_flags(
+    let out = containers::run_with_flags(
         &env,
         "c1",
         &flags,
@@ -241,7 +241,7 @@ pub fn socket_and_descriptors() {
     let init = env
         .wait_task_status("c1", "RUNNING", Duration::from_secs(30))
         .pid;
-    let address = parity::shim_address(&env, "c1");
+    let address = containers::shim_address(&env, "c1");
     let socket = PathBuf::from(address.trim_start_matches("unix://"));
     let mode = fs::metadata(&socket)
         .expect("stat socket")
@@ -270,7 +270,7 @@ pub fn socket_and_descriptors() {
     eprintln!("[security] init {init} fds: {init_fds:?}");
     assert_eq!(fds_of(init), ["0", "1", "2"], "init fds: {init_fds:?}");
 
-    parity::exec_detached(&env, "c1", "e1", &["sleep", "1000"]);
+    containers::exec_detached(&env, "c1", "e1", &["sleep", "1000"]);
     let exec_pid = poll(Duration::from_secs(15), || {
         cgroup_procs(&env, "c1").into_iter().find(|p| {
             *p != init
@@ -283,5 +283,5 @@ pub fn socket_and_descriptors() {
     let exec_fds = fd_targets(exec_pid);
     eprintln!("[security] exec {exec_pid} fds: {exec_fds:?}");
     assert_eq!(fds_of(exec_pid), ["0", "1", "2"], "exec fds: {exec_fds:?}");
-    parity::kill_and_delete(&env, "c1");
+    containers::kill_and_delete(&env, "c1");
 }

@@ -31,7 +31,7 @@ use containerd_shim_protos::ttrpc::sync::Client;
 
 use crate::cmd::poll;
 use crate::harness::TestEnv;
-use crate::{matrix, parity, Runtime};
+use crate::{cells, parity, Runtime};
 
 /// Every RPC gets this long (Wait on a process that exits at once, runc's own calls).
 const RPC_TIMEOUT: Duration = Duration::from_secs(20);
@@ -115,7 +115,7 @@ impl<'a> Ctx<'a> {
             env,
             address: parity::shim_address(env, id),
             timeout,
-            service: matrix::task_service(env, id),
+            service: cells::task_service(env, id),
             id: id.to_string(),
             fifo_dir,
         }

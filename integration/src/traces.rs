@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::cmd::{self, poll};
+use crate::containers;
 use crate::harness::TestEnv;
-use crate::parity;
 
 pub fn runc_list(env: &TestEnv) -> Vec<String> {
     let mut c = Command::new(&crate::system::tools().runc);
@@ -53,7 +53,7 @@ pub fn pids_cgroup(env: &TestEnv, id: &str) -> PathBuf {
 /// No runc state, no mount under the bundle, no cgroup dir in any hierarchy, no runc process of
 /// `id` left.
 pub fn assert_no_leftovers(env: &TestEnv, id: &str) {
-    let bundle = parity::bundle_dir(env, id);
+    let bundle = containers::bundle_dir(env, id);
     let ok = poll(Duration::from_secs(15), || {
         (!runc_list(env).iter().any(|l| l == id)
             && mounts_under(&bundle).is_empty()
