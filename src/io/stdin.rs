@@ -79,10 +79,11 @@ async fn copy(
                     if closing.is_some() || (got_data && started.elapsed() < FINITE_INPUT_WINDOW) {
                         break;
                     }
-                    match pipe::OpenOptions::new().open_sender(&path) {
-                        Ok(w) => {
+                    match hold_open(&path) {
+                        Ok((w, fresh)) => {
                             debug!("{name}: the stdin client left; stdin stays open until CloseIO");
                             own_writer = Some(w);
+                            source = fresh;
                         }
                         Err(_) => break,
                     }
@@ -113,6 +114,22 @@ async fn copy(
     }
     drop(own_writer);
     debug!("{name}: stdin closed");
+}
+
+/// Takes a write end of the FIFO for the shim (so the process keeps its stdin, as the stock
+/// shim's `p.stdin` does in pkg/process/init.go) and a fresh read end to read from.
+///
+/// The old read end cannot be reused: tokio keeps a hang-up as final readiness (it never clears
+/// READ_CLOSED), so once every writer had left, each read on it would return EAGAIN at once
+/// and the loop would spin for as long as the process runs. The FIFO's buffer belongs to the
+/// inode, so nothing written meanwhile is lost by switching read ends.
+///
+/// The read end is opened first: the kernel reports a hang-up to a FIFO reader only for writers
+/// that opened after it, and CloseIO relies on the hang-up that dropping our writer causes.
+fn hold_open(path: &std::path::Path) -> io::Result<(pipe::Sender, pipe::Receiver)> {
+    let reader = super::fifo::open_reader(path)?;
+    let writer = pipe::OpenOptions::new().open_sender(path)?;
+    Ok((writer, reader))
 }
 
 async fn drain_ready(
@@ -212,6 +229,41 @@ mod tests {
         drop(c);
         let got = read_to_eof(&mut f.process, Duration::from_secs(5)).await;
         assert_eq!(got.as_deref(), Some(&b"later"[..]));
+    }
+
+    /// CPU time of the calling thread: a current-thread runtime runs the copier on it.
+    fn thread_cpu() -> Duration {
+        let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given.
+        let ru = unsafe {
+            libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr());
+            ru.assume_init()
+        };
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_left_costs_no_cpu_and_close_io_still_ends_stdin() {
+        let mut f = fixture();
+        drop(client(&f.fifo).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = thread_cpu();
+        // A spin on the hung-up read end would burn all of this.
+        assert!(read_to_eof(&mut f.process, Duration::from_millis(500))
+            .await
+            .is_none());
+        let used = thread_cpu() - before;
+        assert!(
+            used < Duration::from_millis(20),
+            "the stdin copy used {used:?} of CPU in 500 ms with nobody writing"
+        );
+        // No client comes back: CloseIO alone ends stdin.
+        f.copier.close();
+        let got = read_to_eof(&mut f.process, Duration::from_secs(5)).await;
+        assert_eq!(got.as_deref(), Some(&b""[..]));
     }
 
     #[tokio::test]
