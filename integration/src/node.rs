@@ -19,7 +19,7 @@ use crate::cmd::{find_bytes, poll, CmdOutput};
 use crate::daemon;
 use crate::fault::{self, Action, CGO_CRASH_LINE, FLOOD_BYTES};
 use crate::harness::{EnvOpts, RunOpts, TestEnv, CTR_TIMEOUT};
-use crate::parity::{kill_and_delete, shorts, EventWatcher};
+use crate::parity::{self, kill_and_delete, shorts, EventWatcher};
 use crate::system;
 use crate::Runtime;
 
@@ -210,18 +210,21 @@ pub fn lifecycle(shim: Shim, driver: Driver) {
     n.remove("c1");
 }
 
-/// The seed's trigger for real: a container at its `pids.max`. An exec must come back (an
-/// error naming the fork failure), and the container must stay manageable: once the limit is
+/// The seed's trigger for real: a container at its `pids.max`. An exec must come back (runc's
+/// error, or a process that cannot fork), and the container must stay manageable: once the limit is
 /// raised, exec works again, then kill and delete.
 pub fn pids_max(shim: Shim, driver: Driver) {
     let n = Node::start("node-pids", shim, driver);
     n.run_detached("c1", &[], &["sleep", "1000"]);
     let current = n.read("c1", "pids.current");
     fs::write(n.cgroup_dir("c1").join("pids.max"), &current).expect("write pids.max");
+    // Whether runc's own clones already count against the limit is a race inside runc (it
+    // moves the exec into the cgroup after they ran, and cgroup v2 lets a move exceed
+    // pids.max); the pipeline's forks always do.
     let out = n.env.exec(
         "c1",
         "e1",
-        &["sh", "-c", "echo hi"],
+        &["sh", "-c", "echo forked | cat"],
         Duration::from_secs(60),
     );
     assert!(
@@ -230,8 +233,8 @@ pub fn pids_max(shim: Shim, driver: Driver) {
         n.tag()
     );
     assert!(
-        !out.success(),
-        "{} exec at pids.max={current} succeeded: {out:?}",
+        !out.stdout_str().contains("forked"),
+        "{} exec at pids.max={current} could fork: {out:?}",
         n.tag()
     );
     fs::write(n.cgroup_dir("c1").join("pids.max"), "max").expect("raise pids.max");
@@ -285,6 +288,17 @@ fn field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 
 const LIMIT: u64 = 128 * 1024 * 1024;
 
+/// The container's `memory.stat`, key by key.
+fn memory_stat(n: &Node, id: &str) -> std::collections::HashMap<String, u64> {
+    n.read(id, "memory.stat")
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// A sleeping container with a memory limit and a little IO, for the metrics.
 fn metrics_container(n: &Node) -> Value {
     let limit = LIMIT.to_string();
@@ -331,9 +345,18 @@ pub fn stats(shim: Shim, driver: Driver) {
         nonzero_leaves(&reference, "", &mut want);
         let mut got = Vec::new();
         nonzero_leaves(&m, "", &mut got);
+        // The reference is another container: page-cache counters (active_file, ...) differ
+        // between two runs by a page or two, and ctr's JSON leaves zeros out. A memory.stat
+        // field the stock shim filled counts as missing only if sluice's own cgroup has it
+        // non-zero; every other field must be there.
+        let own = memory_stat(&n, "c1");
         let missing: Vec<&String> = want
             .iter()
-            .filter(|p| !got.contains(p) && field(&m, p).is_none())
+            .filter(|p| !got.contains(p))
+            .filter(|p| match p.strip_prefix("memory.") {
+                Some(k) => own.get(k).is_none_or(|v| *v != 0),
+                None => true,
+            })
             .collect();
         assert!(
             missing.is_empty(),
@@ -399,22 +422,11 @@ pub fn update(shim: Shim, driver: Driver) {
     n.run_detached("c1", &["--memory-limit", &limit], &["sleep", "1000"]);
     assert_eq!(n.read("c1", "memory.max"), limit, "{} memory.max", n.tag());
     let doubled = (2 * LIMIT).to_string();
-    n.env
-        .ctr(
-            &[
-                "task",
-                "update",
-                "--memory-limit",
-                &doubled,
-                "--cpu-quota",
-                "50000",
-                "--cpu-period",
-                "100000",
-                "c1",
-            ],
-            CTR_TIMEOUT,
-        )
-        .expect_success(&format!("{} ctr task update", n.tag()));
+    // ctr 1.6 has no `task update`: send the Update as containerd does for a pod resize.
+    let resources =
+        format!(r#"{{"memory":{{"limit":{doubled}}},"cpu":{{"quota":50000,"period":100000}}}}"#);
+    parity::update_resources(&parity::shim_address(&n.env, "c1"), "c1", &resources)
+        .unwrap_or_else(|e| panic!("{} Update: {e}", n.tag()));
     assert_eq!(
         n.read("c1", "memory.max"),
         doubled,
