@@ -13,6 +13,8 @@
 # matrix, restart, security and CRI suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and
 # doctor suites compare with the stock shim through task API v2 calls, which 2.x's stock shim
 # (task API v3 only) does not serve.
+#   SLUICE_VM_LANE=0                             leave out the guest VM lane (the node suite in a
+#                                                cgroup v2 + systemd guest under qemu)
 #   SLUICE_PACKAGE_TEST=1                        also build the Debian package from the static
 #                                                release binary and check its contents
 #                                                (scripts/package.sh --check)
@@ -79,6 +81,37 @@ for v in "${VERSIONS[@]}"; do
         FAILED+=("integration tests on containerd $v")
     fi
 done
+
+# The static shim on older userlands (bullseye's glibc 2.31; buster where the mirror still
+# serves it), in cached debootstrap chroots.
+if [[ ${SLUICE_REQUIRE_STATIC:-} == 1 ]]; then
+    echo "== older userlands (scripts/oldlands-test.sh)"
+    t=$SECONDS
+    if bash scripts/oldlands-test.sh; then
+        timed "older userlands (static shim in chroots)" $((SECONDS - t)) ok
+    else
+        timed "older userlands (static shim in chroots)" $((SECONDS - t)) FAILED
+        FAILED+=("older userlands")
+    fi
+else
+    echo "== older userlands: skipped (SLUICE_SHIM_BIN is not the static build)"
+fi
+
+# The node suite where nodes run: cgroup v2, systemd as PID 1, both cgroup drivers, CRIU
+# (docs/vm-lane.md). SLUICE_VM_LANE=0 leaves it out, e.g. on a machine without qemu's room.
+if [[ ${SLUICE_VM_LANE:-1} == 1 ]]; then
+    echo "== guest VM lane: the node suite under cgroup v2 and systemd (scripts/vm-test.sh)"
+    t=$SECONDS
+    # A hung guest must not eat CI's time: the node suite takes about 8 minutes under TCG.
+    if SLUICE_VM_DEADLINE=${SLUICE_VM_DEADLINE:-1800} bash scripts/vm-test.sh; then
+        timed "guest VM lane (node suite, containerd 1.6)" $((SECONDS - t)) ok
+    else
+        timed "guest VM lane (node suite, containerd 1.6)" $((SECONDS - t)) FAILED
+        FAILED+=("guest VM lane")
+    fi
+else
+    echo "== guest VM lane: skipped (SLUICE_VM_LANE=0)"
+fi
 
 if [[ ${SLUICE_PACKAGE_TEST:-} == 1 ]]; then
     echo "== Debian package (SLUICE_PACKAGE_TEST=1)"

@@ -19,6 +19,8 @@
 #   SLUICE_VM_DEADLINE      seconds before a guest is killed (default: 2400, or 600 plus 180
 #                           per selected test run when that is more)
 #   SLUICE_VM_TEST_TIMEOUT  seconds per test inside the guest (default 600)
+#   SLUICE_SHIM_BIN         the shim build to run in the guest (default target/debug's;
+#                           scripts/test.sh passes the static build, the one that ships)
 #   SLUICE_VM_CACHE         image cache (default /var/cache/sluice-vm); SLUICE_VM_REBUILD=1
 #   SLUICE_IT_SYSTEMD       passed to the tests as is; default 1 (containerd as a systemd unit)
 #   SLUICE_IT_*, SLUICE_SOAK_*, RUST_BACKTRACE, RUST_LOG  passed through to the tests
@@ -111,8 +113,8 @@ selected() {
 }
 # Debug info is most of a debug binary's size; the guest has no use for it.
 put() { cp "$1" "$2" && { strip --strip-debug "$2" 2>/dev/null || true; }; }
-put "$ROOT/target/debug/containerd-shim-sluice-v2" "$PAYLOAD/bin/containerd-shim-sluice-v2" \
-    || die "no shim binary at target/debug/containerd-shim-sluice-v2"
+SHIM=${SLUICE_SHIM_BIN:-$ROOT/target/debug/containerd-shim-sluice-v2}
+put "$SHIM" "$PAYLOAD/bin/containerd-shim-sluice-v2" || die "no shim binary at $SHIM"
 put "$ROOT/target/debug/fault-runc" "$PAYLOAD/bin/fault-runc" || die "no target/debug/fault-runc"
 for s in $SUITES; do
     exe=$(jq -r --arg s "$s" 'select(.reason == "compiler-artifact" and .target.kind == ["test"]
