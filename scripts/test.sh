@@ -10,7 +10,7 @@
 #   SLUICE_IT_THREADS=2                          parallel tests per run
 #
 # containerd 1.6 runs every integration suite. 1.7 and 2.x run the lifecycle, fault, fault
-# matrix, restart, security and CRI suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and
+# matrix, restart, security, CRI and request-sweep suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and
 # doctor suites compare with the stock shim through task API v2 calls, which 2.x's stock shim
 # (task API v3 only) does not serve.
 #   SLUICE_VM_LANE=0                             leave out the guest VM lane (the node suite in a
@@ -59,7 +59,7 @@ t=$SECONDS
 cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok
 
-read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri}"
+read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri sweep}"
 for v in "${VERSIONS[@]}"; do
     echo "== integration tests, containerd $v (private containerd per test, stock shim and sluice, CRI)"
     t=$SECONDS

@@ -741,6 +741,10 @@ fn checkpoint_no_path(c: &Ctx, _x: &str) -> String {
     checkpoint(c, "")
 }
 
+/// Why sluice's exec whose `runc exec` failed is STOPPED with 255 where the stock shim's stays
+/// CREATED.
+const EXEC_NEVER_RAN: &str = "the stock exec stays CREATED, so a Wait already sent (ctr and the Go client wait before they start) blocks until the client gives up; sluice ends it with 255 at once, as a process that could not be run";
+
 /// The table. `stock` is what containerd 1.6's stock shim answers (1.7's and 2.x's where a
 /// row says so); `sluice` only where sluice answers otherwise, with the reason.
 pub const ROWS: &[Row] = &[
@@ -778,12 +782,17 @@ pub const ROWS: &[Row] = &[
         request: "Exec",
         field: "stdin",
         case: "without stdout or stderr",
-        stock: "Exec OK, Start NO_ANSWER (message: none within 6s), then State NO_ANSWER",
+        stock: "Exec OK, Start NO_ANSWER (message: none within 6s), then State NO_ANSWER; then Kill of the init NO_ANSWER, task STOPPED",
         sluice: Some((
-            "Exec OK, Start OK, exit 3",
+            "Exec OK, Start OK, exit 3; then Kill of the init OK, task STOPPED",
             "stock bug: with no stdout or stderr pipe go-runc reads runc's output to EOF, which the exec inherits, before the stdin copy starts: the exec waits for its stdin forever and the shim with it (issue 4434's shape)",
         )),
-        stock_on: &[],
+        // 1.6's stock shim answers no Kill of the container either while that Start hangs;
+        // 1.7's and 2.x's do.
+        stock_on: &[
+            ("1.7", "Exec OK, Start NO_ANSWER (message: none within 6s), then State NO_ANSWER; then Kill of the init OK, task STOPPED"),
+            ("2.x", "Exec OK, Start NO_ANSWER (message: none within 6s), then State NO_ANSWER; then Kill of the init OK, task STOPPED"),
+        ],
         isolated: true,
         run: exec_stdin_only,
     },
@@ -838,7 +847,10 @@ pub const ROWS: &[Row] = &[
         field: "spec.args",
         case: "absent",
         stock: "Exec OK, Start UNKNOWN (args must not be empty), then CREATED pid=0 exit=0",
-        sluice: None,
+        sluice: Some((
+            "Exec OK, Start UNKNOWN (args must not be empty), then STOPPED pid=0 exit=255",
+            EXEC_NEVER_RAN,
+        )),
         stock_on: &[],
         isolated: false,
         run: exec_no_args,
@@ -848,7 +860,10 @@ pub const ROWS: &[Row] = &[
         field: "spec.cwd",
         case: "absent",
         stock: "Exec OK, Start UNKNOWN (Cwd property must not be empty), then CREATED pid=0 exit=0",
-        sluice: None,
+        sluice: Some((
+            "Exec OK, Start UNKNOWN (Cwd property must not be empty), then STOPPED pid=0 exit=255",
+            EXEC_NEVER_RAN,
+        )),
         stock_on: &[],
         isolated: false,
         run: exec_no_cwd,
@@ -923,13 +938,18 @@ pub const ROWS: &[Row] = &[
         request: "Start",
         field: "exec_id",
         case: "a running exec, again",
-        stock: "Start UNKNOWN, then RUNNING pid=set exit=0",
+        stock: "Start UNKNOWN, then RUNNING pid=set exit=0; then Kill of the init OK, task STOPPED",
         sluice: Some((
-            "Start FAILED_PRECONDITION, then RUNNING pid=set exit=0",
-            "the stock shim's refusal is a bare Go error, so UNKNOWN; sluice gives every state refusal its kind (FAILED_PRECONDITION), as src/error.rs explains",
+            "Start FAILED_PRECONDITION, then RUNNING pid=set exit=0; then Kill of the init OK, task STOPPED",
+            "the stock shim's refusal is a bare Go error (UNKNOWN), and 1.7's and 2.x's then register the running exec a second time, count its exit twice and panic at the init's exit (the task vanishes); sluice refuses with FAILED_PRECONDITION and keeps its count",
         )),
-        stock_on: &[],
-        isolated: false,
+        // The stock 1.7/2.x shim counts the exec's exit twice; at the init's exit its count of
+        // running execs is negative and it panics (makechan: size out of range).
+        stock_on: &[
+            ("1.7", "Start UNKNOWN, then RUNNING pid=set exit=0; then Kill of the init OK, task gone"),
+            ("2.x", "Start UNKNOWN, then RUNNING pid=set exit=0; then Kill of the init OK, task gone"),
+        ],
+        isolated: true,
         run: start_running_exec_again,
     },
     Row {
@@ -1162,22 +1182,39 @@ pub const ROWS: &[Row] = &[
     },
 ];
 
-/// SIGKILLs every process of container `id` through its cgroup (a stuck shim may answer no
-/// Kill: the stock one waits for an exec that this ends), then deletes it through ctr.
-fn kill_stuck(env: &TestEnv, id: &str) {
-    let procs = parity::cgroup_dir(env, "pids", id).join("cgroup.procs");
-    let text = std::fs::read_to_string(&procs).unwrap_or_default();
-    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        // SAFETY: kill(2) has no memory effects.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
+/// Ends an isolated row's container: Kill of its init through the shim, and what containerd
+/// then shows of the task (`STOPPED`, or `gone` when the shim died); returns that. If the shim
+/// did not answer, every process of the container is SIGKILLed through its cgroup (the stuck
+/// stock shim waits for an exec that this ends). Then the task and container are deleted.
+fn end_isolated(env: &TestEnv, ctx: &Ctx, id: &str) -> String {
+    let kill = ctx.kill("", libc::SIGKILL as u32);
+    let settled = |env: &TestEnv| {
+        poll(Duration::from_secs(20), || match env.task(id) {
+            None => Some("task gone"),
+            Some(t) if t.status == "STOPPED" => Some("task STOPPED"),
+            Some(_) => None,
+        })
+    };
+    let mut what = settled(env);
+    if what.is_none() {
+        let procs = parity::cgroup_dir(env, "pids", id).join("cgroup.procs");
+        let text = std::fs::read_to_string(&procs).unwrap_or_default();
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
         }
+        what = settled(env);
     }
-    env.wait_task_status(id, "STOPPED", Duration::from_secs(30));
-    env.task_delete(id)
-        .expect_success(&format!("[{}] ctr task delete {id}", env.runtime));
+    let what = what.unwrap_or_else(|| panic!("[{}] task {id} never stopped", env.runtime));
+    if env.task(id).is_some() {
+        env.task_delete(id)
+            .expect_success(&format!("[{}] ctr task delete {id}", env.runtime));
+    }
     env.container_delete(id)
         .expect_success(&format!("[{}] ctr container delete {id}", env.runtime));
+    format!("then Kill of the init {}, {what}", code(&kill))
 }
 
 /// Runs `rows` (every row whose name contains one of `filters`; all for none) against `rt` in a
@@ -1199,9 +1236,9 @@ pub fn answers(rt: Runtime, label: &str, filters: &[&str]) -> Vec<(&'static Row,
             let id = format!("c-{exec_id}");
             env.run_detached(&id, &[], &["sleep", "100000"]);
             env.wait_task_status(&id, "RUNNING", Duration::from_secs(30));
-            let answer = (row.run)(&Ctx::new(&env, &id, HANG_TIMEOUT), &exec_id);
-            kill_stuck(&env, &id);
-            answer
+            let ctx = Ctx::new(&env, &id, HANG_TIMEOUT);
+            let answer = (row.run)(&ctx, &exec_id);
+            format!("{answer}; {}", end_isolated(&env, &ctx, &id))
         } else {
             (row.run)(&ctx, &exec_id)
         };
