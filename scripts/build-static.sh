@@ -3,6 +3,7 @@
 # gnu target) and checks that it needs nothing at run time: no ELF interpreter, no NEEDED entry.
 #
 #   scripts/build-static.sh [--release]
+#   SLUICE_TARGET=aarch64-unknown-linux-gnu scripts/build-static.sh --release   # arm64
 #
 # Prints the binary's path as its last line: target/<triple>/<debug|release>/containerd-shim-sluice-v2.
 # Explicit --target keeps crt-static off build scripts and proc macros (which must stay dynamic)
@@ -29,11 +30,26 @@ case ${1:-} in
 esac
 
 command -v cargo >/dev/null 2>&1 || export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-triple=$(rustc -vV | awk '/^host:/ {print $2}')
-[[ $triple == *-linux-gnu ]] || die "host target $triple: the static build is for a *-linux-gnu host"
+host=$(rustc -vV | awk '/^host:/ {print $2}')
+# SLUICE_TARGET=aarch64-unknown-linux-gnu cross-builds for arm64 (Debian's
+# gcc-aarch64-linux-gnu links it; qemu-user-static runs its -v check).
+triple=${SLUICE_TARGET:-$host}
+[[ $triple == *-linux-gnu ]] || die "target $triple: the static build is for a *-linux-gnu target"
 
 flags=(--bin "$NAME" --target "$triple"
     --config "target.$triple.rustflags=[\"-C\", \"target-feature=+crt-static\", \"-C\", \"relocation-model=static\"]")
+run=()
+if [[ $triple != "$host" ]]; then
+    arch=${triple%%-*}
+    command -v "$arch-linux-gnu-gcc" >/dev/null 2>&1 \
+        || die "no $arch-linux-gnu-gcc (Debian: apt-get install gcc-${arch//_/-}-linux-gnu)"
+    rustup target list --installed 2>/dev/null | grep -qx "$triple" \
+        || die "no Rust standard library for $triple (rustup target add $triple)"
+    flags+=(--config "target.$triple.linker=\"$arch-linux-gnu-gcc\"")
+    command -v "qemu-$arch-static" >/dev/null 2>&1 \
+        || die "no qemu-$arch-static to check the binary (apt-get install qemu-user-static)"
+    run=("qemu-$arch-static")
+fi
 [[ $profile == release ]] && flags+=(--release)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -58,6 +74,6 @@ if readelf -l "$bin" | grep -q 'INTERP'; then
     die "$bin asks for an ELF interpreter: it is not static"
 fi
 readelf -h "$bin" | grep -q 'Type: *EXEC' || die "$bin is not a fixed-address executable: $(readelf -h "$bin" | grep Type:)"
-"$bin" -v | grep -q '^  Build:    static,' || die "$bin -v does not say static: $("$bin" -v)"
+"${run[@]}" "$bin" -v | grep -q '^  Build:    static,' || die "$bin -v does not say static: $("${run[@]}" "$bin" -v)"
 say "ok: $bin (no NEEDED, no interpreter; $(du -h "$bin" | cut -f1))"
 echo "$ROOT/$bin"

@@ -45,20 +45,8 @@ if [[ ${1:-} == --prepare ]]; then
 fi
 read -r -a SUITES <<<"${*:-${SLUICE_OLDLANDS:-buster bullseye}}"
 
-mirror_uri() {
-    local f uri=
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
-        [[ -r $f ]] || continue
-        uri=$(awk '/^URIs:/{print $2; exit}' "$f")
-        [[ -n $uri ]] && break
-    done
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "no Debian mirror URI in the machine's apt sources"
-    printf '%s\n' "$uri"
-}
+# shellcheck source=lib/mirror.sh
+source "$ROOT/scripts/lib/mirror.sh"
 MIRROR=$(mirror_uri)
 
 bin=${SLUICE_SHIM_BIN:-}

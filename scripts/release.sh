@@ -10,12 +10,16 @@
 #                                                 share/doc/sluice/  README.md, INSTALL.md, ROLLOUT.md
 #   target/dist/sluice_<version>-1_<debarch>.deb       dpkg-deb: /usr/bin, /usr/share/sluice, /usr/share/doc
 #   target/dist/sluice-<version>-1.<rpmarch>.rpm       rpmbuild (Debian's rpm package): the same files
-#   target/dist/SHA256SUMS                             sha256sum of the three
+#   target/dist/SHA256SUMS                             sha256sum of the three (and of another
+#                                                      --arch's, built into the same dir)
 #
-#   scripts/release.sh [--binary PATH] [--out DIR] [--only deb]
+#   scripts/release.sh [--arch amd64|arm64] [--binary PATH] [--out DIR] [--only deb]
 #
 # --binary takes an already built static shim (it must say "static" in -v); --only deb builds
-# and checks only the .deb (scripts/package.sh). No package installs anything under /etc and
+# and checks only the .deb (scripts/package.sh). --arch arm64 on an x86_64 machine
+# cross-builds (SLUICE_TARGET=aarch64-unknown-linux-gnu scripts/build-static.sh: Debian's
+# gcc-aarch64-linux-gnu, rustup's aarch64 standard library) and runs every -v check of the
+# arm64 binary under qemu-aarch64-static. No package installs anything under /etc and
 # none changes a containerd config: install.sh does that on request.
 set -euo pipefail
 
@@ -26,9 +30,10 @@ NAME=containerd-shim-sluice-v2
 say() { printf '[release] %s\n' "$*"; }
 die() { printf '[release] error: %s\n' "$*" >&2; exit 1; }
 
-binary='' out=$ROOT/target/dist only=''
+binary='' out=$ROOT/target/dist only='' want_arch=''
 while (($#)); do
     case $1 in
+        --arch) want_arch=${2:?--arch needs amd64 or arm64}; shift ;;
         --binary) binary=${2:?--binary needs a path}; shift ;;
         --out) out=${2:?--out needs a dir}; shift ;;
         --only) only=${2:?--only needs deb}; shift ;;
@@ -46,21 +51,35 @@ if [[ -z $only ]]; then
     command -v rpmbuild >/dev/null 2>&1 || die "rpmbuild not found (Debian package rpm)"
 fi
 
+case $(uname -m) in
+    x86_64) host_arch=amd64 ;;
+    aarch64) host_arch=arm64 ;;
+    *) die "unsupported architecture $(uname -m)" ;;
+esac
+arch=${want_arch:-$host_arch}
+case $arch in
+    amd64) rpmarch=x86_64 triple=x86_64-unknown-linux-gnu ;;
+    arm64) rpmarch=aarch64 triple=aarch64-unknown-linux-gnu ;;
+    *) die "--arch takes amd64 or arm64, not $arch" ;;
+esac
+# How this machine runs the artifact's binary: natively, or under qemu-user.
+run=()
+if [[ $arch != "$host_arch" ]]; then
+    command -v "qemu-$rpmarch-static" >/dev/null 2>&1 \
+        || die "no qemu-$rpmarch-static to check the $arch binary (apt-get install qemu-user-static)"
+    run=("qemu-$rpmarch-static")
+fi
 if [[ -z $binary ]]; then
-    binary=$(bash scripts/build-static.sh --release | tail -n 1)
+    binary=$(SLUICE_TARGET=$triple bash scripts/build-static.sh --release | tail -n 1)
 fi
 [[ -x $binary ]] || die "$binary is not an executable"
-vout=$("$binary" -v) || die "$binary -v failed"
+vout=$("${run[@]}" "$binary" -v) || die "$binary -v failed"
+grep -q "^  Build:    .*, $triple\$" <<<"$vout" || die "$binary is not built for $triple: $vout"
 grep -q '^  Build:    static,' <<<"$vout" || die "$binary is not the static build: $vout"
 version=$(awk '/^  Version:/ {print $2}' <<<"$vout")
 [[ -n $version ]] || die "no version in $binary -v"
-case $(uname -m) in
-    x86_64) arch=amd64 rpmarch=x86_64 ;;
-    aarch64) arch=arm64 rpmarch=aarch64 ;;
-    *) die "unsupported architecture $(uname -m)" ;;
-esac
-debarch=$(dpkg --print-architecture)
-[[ $debarch == "$arch" ]] || die "dpkg architecture $debarch is not $arch"
+# Debian's and the release tarballs' names for the architecture are the same.
+debarch=$arch
 
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -107,7 +126,7 @@ check_tree() {
         cmp -s "$root/$prefix/$f" "$work/stage/$f" || die "$what: $prefix/$f differs from what was staged"
     done
     [[ -x $root/$prefix/bin/$NAME ]] || die "$what: the shim is not executable"
-    [[ $("$root/$prefix/bin/$NAME" -v) == "$vout" ]] || die "$what: the packaged shim's -v differs"
+    [[ $("${run[@]}" "$root/$prefix/bin/$NAME" -v) == "$vout" ]] || die "$what: the packaged shim's -v differs"
     if find "$root" -path "$root/etc*" -print -quit | grep -q .; then
         die "$what ships files under /etc (it must change no containerd config)"
     fi
@@ -129,11 +148,17 @@ if [[ -z $only ]]; then
     extra=$(tar -tzf "$out/$tgz" | grep -v '/$' | sort | comm -23 - <(printf '%s\n' "${FILES[@]}" | sort))
     [[ -z $extra ]] || die "$tgz holds files not meant to ship: $extra"
     # The unpacked install.sh finds its snippets and the binary (dry run into a scratch dir).
-    bash "$work/tgz/share/sluice/install.sh" --dry-run --containerd-version 1.7 \
-        --bindir "$work/scratch-bin" --state-dir "$work/scratch-state" >"$work/install.out" \
-        || { cat "$work/install.out" >&2; die "$tgz: share/sluice/install.sh --dry-run failed"; }
-    grep -q "would run: install -D -m 0755 $work/tgz/share/sluice/../../bin/$NAME" "$work/install.out" \
-        || { cat "$work/install.out" >&2; die "$tgz: install.sh does not pick the tarball's bin/$NAME"; }
+    # It runs the binary's -v, so only where the binary runs natively: install.sh is the same
+    # file in every architecture's tarball.
+    if ((${#run[@]} == 0)); then
+        bash "$work/tgz/share/sluice/install.sh" --dry-run --containerd-version 1.7 \
+            --bindir "$work/scratch-bin" --state-dir "$work/scratch-state" >"$work/install.out" \
+            || { cat "$work/install.out" >&2; die "$tgz: share/sluice/install.sh --dry-run failed"; }
+        grep -q "would run: install -D -m 0755 $work/tgz/share/sluice/../../bin/$NAME" "$work/install.out" \
+            || { cat "$work/install.out" >&2; die "$tgz: install.sh does not pick the tarball's bin/$NAME"; }
+    else
+        say "$tgz: install.sh --dry-run not run (it would start the $arch binary natively)"
+    fi
     say "ok: $tgz ($(tar -tzf "$out/$tgz" | grep -vc '/$') files)"
     artifacts+=("$tgz")
 fi
@@ -186,7 +211,9 @@ if [[ -z $only ]]; then
         echo "Release: 1"
         echo "Summary: $DESCRIPTION"
         echo "License: Apache-2.0"
-        echo "BuildArch: $rpmarch"
+        # rpmbuild refuses a BuildArch the build machine cannot run; --target alone names the
+        # package's architecture, and nothing here is compiled.
+        ((${#run[@]})) || echo "BuildArch: $rpmarch"
         echo "AutoReqProv: no"
         echo "Recommends: containerd, runc"
         echo
@@ -226,8 +253,16 @@ if [[ -z $only ]]; then
 fi
 
 # ---- checksums ---------------------------------------------------------------------------
-(cd "$out" && sha256sum "${artifacts[@]}" >SHA256SUMS && sha256sum --quiet -c SHA256SUMS) \
-    || die "SHA256SUMS does not check"
+# One SHA256SUMS for every architecture built into $out: this run's artifacts replace their
+# own lines, another architecture's stay.
+(
+    cd "$out"
+    touch SHA256SUMS
+    keep=$(grep -vF -f <(printf '  %s\n' "${artifacts[@]}") SHA256SUMS || true)
+    { [[ -z $keep ]] || printf '%s\n' "$keep"; sha256sum "${artifacts[@]}"; } >SHA256SUMS.new
+    mv SHA256SUMS.new SHA256SUMS
+    sha256sum --quiet -c SHA256SUMS
+) || die "SHA256SUMS does not check"
 say "ok: SHA256SUMS"
 say "artifacts in $out (from $binary, $(grep -m1 Revision <<<"$vout" | awk '{print $2}')):"
 (cd "$out" && ls -l "${artifacts[@]}" SHA256SUMS | awk '{print "  " $5, $9}')

@@ -17,7 +17,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring rpm cpio binutils)
+PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring rpm cpio binutils
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -74,6 +75,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     else
         die "cargo not found: install a Rust toolchain (rustup, Rust >= 1.80) and retry"
     fi
+fi
+
+# The arm64 release artifacts (scripts/release.sh --arch arm64) need Rust's aarch64 standard
+# library; without it they are skipped, by name, and everything else still works.
+if command -v rustup >/dev/null 2>&1; then
+    rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 \
+        || say "warning: rustup target add aarch64-unknown-linux-gnu failed: no arm64 release"
 fi
 
 say "building the workspace (cargo build --workspace --bins)"

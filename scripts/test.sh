@@ -9,15 +9,13 @@
 #          (setup.sh calls it) and used with their own ctr and stock shim
 #   SLUICE_IT_THREADS=2                          parallel tests per run
 #
-# containerd 1.6 runs every integration suite. 1.7 and 2.x run the lifecycle, fault, fault
-# matrix, restart, security, CRI and request-sweep suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and
-# doctor suites compare with the stock shim through task API v2 calls, which 2.x's stock shim
-# (task API v3 only) does not serve.
-#   SLUICE_VM_LANE=0                             leave out the guest VM lane (the node suite in a
-#                                                cgroup v2 + systemd guest under qemu)
-#   SLUICE_PACKAGE_TEST=1                        also build the Debian package from the static
-#                                                release binary and check its contents
-#                                                (scripts/package.sh --check)
+# containerd 1.6 runs every integration suite but `node`. 1.7 and 2.x run the lifecycle,
+# environment, fault, fault matrix, restart, security, CRI and request-sweep suites
+# (SLUICE_IT_TESTS_NEWER): the parity, robustness and doctor suites compare with the stock shim
+# through task API v2 calls, which 2.x's stock shim (task API v3 only) does not serve.
+# Then, once: the static shim in older-userland chroots (scripts/oldlands-test.sh), the release
+# artifacts of amd64 and arm64 (scripts/release.sh), and the guest VM lane, which runs the
+# `node` suite under cgroup v2 and systemd (scripts/vm-test.sh; SLUICE_VM_LANE=0 leaves it out).
 #
 # Every version runs even if an earlier one failed; exits non-zero on any failure, after a
 # summary with the wall time of each part.
@@ -60,70 +58,70 @@ cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok
 
 read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri sweep}"
-for v in "${VERSIONS[@]}"; do
-    echo "== integration tests, containerd $v (private containerd per test, stock shim and sluice, CRI)"
-    t=$SECONDS
-    # Every suite but `node`, which needs a node (cgroup v2, systemd): the guest lane runs it.
-    targets=()
-    for f in integration/tests/*.rs; do
-        name=$(basename "$f" .rs)
-        [[ $name == node ]] || targets+=(--test "$name")
-    done
-    if [[ $v != 1.6 ]]; then
-        targets=()
+# step NAME COMMAND...: runs one part, records its wall time, and goes on when it fails.
+step() {
+    local name=$1 t=$SECONDS
+    shift
+    echo "== $name"
+    if "$@"; then
+        timed "$name" $((SECONDS - t)) ok
+    else
+        timed "$name" $((SECONDS - t)) FAILED
+        FAILED+=("$name")
+    fi
+}
+
+integration() {
+    local v=$1 name targets=()
+    if [[ $v == 1.6 ]]; then
+        # Every suite but `node`, which needs a node (cgroup v2, systemd): the guest lane runs it.
+        for f in integration/tests/*.rs; do
+            name=$(basename "$f" .rs)
+            [[ $name == node ]] || targets+=(--test "$name")
+        done
+    else
         for name in "${NEWER_TESTS[@]}"; do targets+=(--test "$name"); done
     fi
-    if SLUICE_CONTAINERD=$v cargo test -p sluice-integration "${targets[@]}" --no-fail-fast -- \
-        --ignored --test-threads="${SLUICE_IT_THREADS:-2}"; then
-        timed "integration tests, containerd $v" $((SECONDS - t)) ok
-    else
-        timed "integration tests, containerd $v" $((SECONDS - t)) FAILED
-        FAILED+=("integration tests on containerd $v")
-    fi
+    SLUICE_CONTAINERD=$v cargo test -p sluice-integration "${targets[@]}" --no-fail-fast -- \
+        --ignored --test-threads="${SLUICE_IT_THREADS:-2}"
+}
+for v in "${VERSIONS[@]}"; do
+    step "integration tests, containerd $v" integration "$v"
 done
 
 # The static shim on older userlands (bullseye's glibc 2.31; buster where the mirror still
 # serves it), in cached debootstrap chroots.
 if [[ ${SLUICE_REQUIRE_STATIC:-} == 1 ]]; then
-    echo "== older userlands (scripts/oldlands-test.sh)"
-    t=$SECONDS
-    if bash scripts/oldlands-test.sh; then
-        timed "older userlands (static shim in chroots)" $((SECONDS - t)) ok
-    else
-        timed "older userlands (static shim in chroots)" $((SECONDS - t)) FAILED
-        FAILED+=("older userlands")
-    fi
+    step "older userlands (static shim in chroots)" bash scripts/oldlands-test.sh
 else
     echo "== older userlands: skipped (SLUICE_SHIM_BIN is not the static build)"
 fi
 
+# The release artifacts of both architectures, each checked by release.sh (contents, -v of
+# the packaged binary, rpm metadata, SHA256SUMS); arm64 is cross-built and run under qemu-user.
+releases() {
+    local dist rc=0
+    dist=$(mktemp -d)
+    bash scripts/release.sh --out "$dist" || rc=1
+    if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+        bash scripts/release.sh --arch arm64 --out "$dist" || rc=1
+    else
+        echo "== arm64 release: skipped (no Rust standard library for aarch64-unknown-linux-gnu)"
+    fi
+    [[ ! -s $dist/SHA256SUMS ]] || cat "$dist/SHA256SUMS"
+    rm -rf "$dist"
+    return $rc
+}
+step "release artifacts (amd64, arm64)" releases
+
 # The node suite where nodes run: cgroup v2, systemd as PID 1, both cgroup drivers, CRIU
 # (docs/vm-lane.md). SLUICE_VM_LANE=0 leaves it out, e.g. on a machine without qemu's room.
+# A hung guest must not eat CI's time: the suite takes about 8 minutes under TCG.
 if [[ ${SLUICE_VM_LANE:-1} == 1 ]]; then
-    echo "== guest VM lane: the node suite under cgroup v2 and systemd (scripts/vm-test.sh)"
-    t=$SECONDS
-    # A hung guest must not eat CI's time: the node suite takes about 8 minutes under TCG.
-    if SLUICE_VM_DEADLINE=${SLUICE_VM_DEADLINE:-1800} bash scripts/vm-test.sh; then
-        timed "guest VM lane (node suite, containerd 1.6)" $((SECONDS - t)) ok
-    else
-        timed "guest VM lane (node suite, containerd 1.6)" $((SECONDS - t)) FAILED
-        FAILED+=("guest VM lane")
-    fi
+    step "guest VM lane (node suite, containerd 1.6)" \
+        env SLUICE_VM_DEADLINE="${SLUICE_VM_DEADLINE:-1800}" bash scripts/vm-test.sh
 else
     echo "== guest VM lane: skipped (SLUICE_VM_LANE=0)"
-fi
-
-if [[ ${SLUICE_PACKAGE_TEST:-} == 1 ]]; then
-    echo "== Debian package (SLUICE_PACKAGE_TEST=1)"
-    t=$SECONDS
-    if bash scripts/package.sh --check; then
-        timed "Debian package build and check" $((SECONDS - t)) ok
-    else
-        timed "Debian package build and check" $((SECONDS - t)) FAILED
-        FAILED+=("Debian package")
-    fi
-else
-    echo "== Debian package: skipped (set SLUICE_PACKAGE_TEST=1 to build and check it)"
 fi
 
 echo "== wall time per part"

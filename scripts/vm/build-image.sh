@@ -26,22 +26,8 @@ PACKAGES=(systemd-sysv udev dbus kmod procps iproute2 iptables util-linux
 say() { printf '[vm-image] %s\n' "$*" >&2; }
 die() { printf '[vm-image] error: %s\n' "$*" >&2; exit 1; }
 
-# The first deb mirror URI of the machine's own sources (deb822 first, then one-line format);
-# the same lookup as scripts/fetch-containerd.sh.
-mirror_uri() {
-    local f uri=
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
-        [[ -r $f ]] || continue
-        uri=$(awk '/^URIs:/{print $2; exit}' "$f")
-        [[ -n $uri ]] && break
-    done
-    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-        uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list)
-    fi
-    [[ -n $uri ]] || die "no Debian mirror URI found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
-    printf '%s\n' "${uri%/}"
-}
+# shellcheck source=lib/mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/mirror.sh"
 
 # The suite's `Date:` as the mirror publishes it now (one small download with apt's own
 # helper); falls back to the host's apt lists when the mirror cannot be reached.
