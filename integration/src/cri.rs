@@ -304,6 +304,8 @@ pub fn cri_config(env: &TestEnv, install: Install) -> String {
     if systemd_driver() {
         runc_settings.push_str("SystemdCgroup = true\n");
     }
+    runc_settings.push_str(&format!("ShimCgroup = \"{}\"\n", shim_cgroup(env)));
+    make_shim_cgroup(env);
     let rt = line.cri_runtime_plugin();
     let table = format!("plugins.\"{rt}\".containerd.runtimes.{HANDLER}");
     let handler = match install {
@@ -398,6 +400,38 @@ pub fn cri_config(env: &TestEnv, install: Install) -> String {
         }
     }
     out
+}
+
+/// The runc option `ShimCgroup` every handler but the packaged snippet gets: `/<ns>/shim`,
+/// which the harness's teardown removes with the rest of `/<ns>`.
+pub fn shim_cgroup(env: &TestEnv) -> String {
+    format!("/{}/shim", env.ns)
+}
+
+/// Makes [`shim_cgroup`] before containerd starts: neither shim creates it (both only move
+/// themselves into it). On cgroup v1 in every hierarchy but cpuset, whose new cgroups have no
+/// CPUs or memory nodes to run on until someone gives them some.
+fn make_shim_cgroup(env: &TestEnv) {
+    let root = Path::new("/sys/fs/cgroup");
+    let rel = shim_cgroup(env);
+    let rel = rel.trim_start_matches('/');
+    let dirs: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.join(rel)]
+    } else {
+        fs::read_dir(root)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|h| h.join("cgroup.procs").exists())
+                    .filter(|h| h.file_name().is_none_or(|n| n != "cpuset"))
+                    .map(|h| h.join(rel))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for d in dirs {
+        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
 }
 
 /// The containerd config snippet `packaging/` ships for `line`.

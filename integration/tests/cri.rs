@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use client::Cri;
 use k8s_cri::v1 as cri;
 use sluice_integration::cmd::{excerpt, poll};
-use sluice_integration::cri::{parse_cri_log, CriEnv, Install, HANDLER, IMAGE_REF, PAUSE_ARGV};
+use sluice_integration::cri::{
+    parse_cri_log, shim_cgroup, CriEnv, Install, HANDLER, IMAGE_REF, PAUSE_ARGV,
+};
 use sluice_integration::procs::ProcInfo;
 use sluice_integration::{system, versions};
 
@@ -34,6 +36,9 @@ const APP_STDOUT: [&str; 4] = ["hello from the container", "line 0", "line 1", "
 const APP_STDERR: [&str; 1] = ["to stderr"];
 
 /// `yes EXEC_LINE | head -c EXEC_BYTES`, computed here.
+/// The memory limit UpdateContainerResources gives the app container.
+const RESIZED_MEMORY: i64 = 200 * 1024 * 1024;
+
 fn expected_exec_stdout() -> Vec<u8> {
     let line = format!("{EXEC_LINE}\n");
     line.as_bytes()
@@ -218,8 +223,21 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
         "[{l}] ContainerStatus.log_path"
     );
 
-    // The pod (sandbox and container) is served by one shim process, at one socket.
+    // The pod (sandbox and container) is served by one shim process, at one socket, in the
+    // handler's ShimCgroup.
     let shims = one_shim(env, "sandbox and container running");
+    if env.install != Install::PackagedSnippet {
+        let want = format!(":{}", shim_cgroup(&env.env));
+        for s in &shims {
+            let text = fs::read_to_string(format!("/proc/{}/cgroup", s.pid)).unwrap_or_default();
+            assert!(
+                text.lines().any(|l| l.ends_with(&want)),
+                "[{l}] ShimCgroup {}: shim {} is in\n{text}",
+                shim_cgroup(&env.env),
+                s.pid
+            );
+        }
+    }
     let sockets = env.env.shim_sockets();
     assert!(
         sockets.len() == 2 && sockets[0] == sockets[1],
@@ -267,6 +285,48 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
         String::from_utf8_lossy(&exec.stderr),
         "exec-stderr\n",
         "[{l}] ExecSync stderr"
+    );
+
+    // UpdateContainerResources, as an in-place pod resize sends it: the limits reach the
+    // container's own cgroup (v2 files, or v1's memory and cpu controllers).
+    c.ok(
+        "UpdateContainerResources",
+        c.rs()
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: container_id.clone(),
+                linux: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: RESIZED_MEMORY,
+                    cpu_period: 100_000,
+                    cpu_quota: 50_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+    );
+    let limits = c
+        .call(
+            "ExecSync",
+            Duration::from_secs(60),
+            c.rs().exec_sync(cri::ExecSyncRequest {
+                container_id: container_id.clone(),
+                cmd: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "cd /sys/fs/cgroup; if [ -f memory.max ]; then cat memory.max; \
+                     cut -d' ' -f1 cpu.max; else cat memory/memory.limit_in_bytes \
+                     cpu/cpu.cfs_quota_us; fi"
+                        .into(),
+                ],
+                timeout: 30,
+            }),
+        )
+        .unwrap_or_else(|s| panic!("[{l}] ExecSync failed: {:?}: {}", s.code(), s.message()));
+    assert_eq!(
+        String::from_utf8_lossy(&limits.stdout),
+        format!("{RESIZED_MEMORY}\n50000\n"),
+        "[{l}] the container's memory limit and cpu quota after UpdateContainerResources; \
+         stderr {}",
+        excerpt(&limits.stderr)
     );
 
     // The container's log, as CRI writes it: every line, per stream, in order.
