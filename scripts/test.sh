@@ -15,7 +15,7 @@
 # through task API v2 calls, which 2.x's stock shim (task API v3 only) does not serve.
 # Then, once: the static shim in older-userland chroots (scripts/oldlands-test.sh), the release
 # artifacts of amd64 and arm64 (scripts/release.sh), and the guest VM lane, which runs the
-# `node` suite under cgroup v2 and systemd (scripts/vm-test.sh; SLUICE_VM_LANE=0 leaves it out).
+# `node` and `cri` suites under cgroup v2 and systemd (scripts/vm-test.sh; SLUICE_VM_LANE=0 leaves it out).
 #
 # Every version runs even if an earlier one failed; exits non-zero on any failure, after a
 # summary with the wall time of each part.
@@ -114,12 +114,13 @@ releases() {
 }
 step "release artifacts (amd64, arm64)" releases
 
-# The node suite where nodes run: cgroup v2, systemd as PID 1, both cgroup drivers, CRIU
-# (docs/vm-lane.md). SLUICE_VM_LANE=0 leaves it out, e.g. on a machine without qemu's room.
-# A hung guest must not eat CI's time: the suite takes about 8 minutes under TCG.
+# The node and cri suites where nodes run: cgroup v2, systemd as PID 1, both cgroup drivers
+# (through ctr and through the CRI plugin), CRIU (docs/vm-lane.md). SLUICE_VM_LANE=0 leaves it out, e.g. on a machine without qemu's room.
+# A hung guest must not eat CI's time: the suites take about 10 minutes under TCG.
 if [[ ${SLUICE_VM_LANE:-1} == 1 ]]; then
-    step "guest VM lane (node suite, containerd 1.6)" \
-        env SLUICE_VM_DEADLINE="${SLUICE_VM_DEADLINE:-1800}" bash scripts/vm-test.sh
+    step "guest VM lane (node and cri suites, containerd 1.6)" \
+        env SLUICE_VM_TESTS="${SLUICE_VM_TESTS:-node cri}" \
+        SLUICE_VM_DEADLINE="${SLUICE_VM_DEADLINE:-1800}" bash scripts/vm-test.sh
 else
     echo "== guest VM lane: skipped (SLUICE_VM_LANE=0)"
 fi

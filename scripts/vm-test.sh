@@ -10,6 +10,8 @@
 #
 # Settings (environment):
 #   SLUICE_VM_TESTS         test binaries (suite names) to run; default "node"
+#   SLUICE_VM_CRI_DRIVERS   cgroup drivers each test of the cri suite runs under (it takes its
+#                           driver from SLUICE_IT_CGROUP_DRIVER); default "cgroupfs systemd"
 #   SLUICE_VM_FILTER        words; a test runs if "suite::name" contains one (default: all)
 #   SLUICE_VM_CONTAINERD    containerd lines to run each test on; default "1.6" (the guest's
 #                           package); 1.7 and 2.x come from scripts/fetch-containerd.sh's cache
@@ -35,6 +37,7 @@ cd "$ROOT"
 OUTDIR=$ROOT/target/vm-test
 SUITES=${SLUICE_VM_TESTS:-node}
 FILTER=${SLUICE_VM_FILTER:-}
+CRI_DRIVERS=${SLUICE_VM_CRI_DRIVERS:-cgroupfs systemd}
 VERSIONS=${SLUICE_VM_CONTAINERD:-1.6}
 ACCEL=${SLUICE_VM_ACCEL:-tcg}
 MEM=${SLUICE_VM_MEM:-2048}
@@ -56,7 +59,7 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found"
 
 # Host tools, installed from Debian when missing.
 declare -A PKG=([qemu-system-x86_64]=qemu-system-x86 [debootstrap]=debootstrap [mkfs.ext4]=e2fsprogs
-    [debugfs]=e2fsprogs [jq]=jq [strip]=binutils)
+    [debugfs]=e2fsprogs [jq]=jq [strip]=binutils [protoc]=protobuf-compiler)
 missing=()
 for t in "${!PKG[@]}"; do
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v "$t" >/dev/null 2>&1 \
@@ -129,8 +132,14 @@ for s in $SUITES; do
     "$exe" --list --ignored 2>"$OUTDIR/list-$s.err" | sed -n 's/: test$//p' >"$OUTDIR/list-$s.txt" \
         || die "$exe --list --ignored failed: $(head -c 400 "$OUTDIR/list-$s.err")"
     [[ -s $OUTDIR/list-$s.txt ]] || die "suite $s lists no #[ignore]d tests"
+    # The node suite runs each case under both drivers itself; the cri suite is told its driver.
+    drivers=-
+    if [[ $s == cri ]]; then drivers=$CRI_DRIVERS; fi
     while IFS= read -r name; do
-        if selected "$s::$name"; then printf '%s\t%s\n' "$s" "$name"; fi
+        for d in $drivers; do
+            case $d in -|cgroupfs|systemd) ;; *) die "SLUICE_VM_CRI_DRIVERS names '$d' (known: cgroupfs systemd)" ;; esac
+            if selected "$s::$name"; then printf '%s\t%s\t%s\n' "$s" "$name" "$d"; fi
+        done
     done <"$OUTDIR/list-$s.txt" >>"$PAYLOAD/tests.txt"
 done
 NTESTS=$(( $(wc -l <"$PAYLOAD/tests.txt") * $(wc -w <<<"$VERSIONS") ))
@@ -203,17 +212,19 @@ tail_of() { tail -n "${2:-25}" "$1" 2>/dev/null | tail -c 3000; }
 rows=$OUTDIR/rows.jsonl
 : >"$rows"
 if [[ -s $OUT/results.tsv ]]; then
-    while IFS=$'\t' read -r suite name c ok secs log; do
+    while IFS=$'\t' read -r suite name c ok secs log driver; do
         detail=
         [[ $ok == 1 ]] || detail=$(tail_of "$OUT/$log")
         jq -nc --arg suite "$suite" --arg name "$name" --arg c "$c" --arg ok "$ok" --arg secs "$secs" \
-            --arg detail "$detail" '
+            --arg detail "$detail" --arg driver "${driver:--}" '
             ($name | split("::")) as $seg
-            | {name: ($suite + "::" + $name),
-               shim: (if ($seg | any(. == "sluice" or startswith("sluice_"))) then "sluice"
+            | {name: ($suite + "::" + $name + (if $driver == "-" then "" else "::" + $driver end)),
+               # cri tests that install sluice under another name say "sluice" or "packaged".
+               shim: (if ($seg | any(. == "sluice" or startswith("sluice_") or endswith("_sluice")
+                                     or startswith("packaged_"))) then "sluice"
                       elif ($seg | any(. == "stock" or . == "stock_runc_v2" or startswith("stock_")))
                       then "runc.v2" else null end),
-               systemd_cgroup: ($seg | any(. == "systemd")),
+               systemd_cgroup: (($seg | any(. == "systemd")) or $driver == "systemd"),
                ok: ($ok == "1"), seconds: ($secs | tonumber), detail: $detail, containerd: $c}' >>"$rows"
     done <"$OUT/results.tsv"
 fi

@@ -415,7 +415,7 @@ fn n_events(events: &EventWatcher, id: &str) -> Vec<String> {
     shorts(&events.events_of(id))
 }
 
-/// `Update` of the memory and cpu limits lands in the cgroup v2 files.
+/// `Update` of the memory, cpu and pids limits lands in the cgroup v2 files.
 pub fn update(shim: Shim, driver: Driver) {
     let n = Node::start("node-update", shim, driver);
     let limit = LIMIT.to_string();
@@ -423,8 +423,9 @@ pub fn update(shim: Shim, driver: Driver) {
     assert_eq!(n.read("c1", "memory.max"), limit, "{} memory.max", n.tag());
     let doubled = (2 * LIMIT).to_string();
     // ctr 1.6 has no `task update`: send the Update as containerd does for a pod resize.
-    let resources =
-        format!(r#"{{"memory":{{"limit":{doubled}}},"cpu":{{"quota":50000,"period":100000}}}}"#);
+    let resources = format!(
+        r#"{{"memory":{{"limit":{doubled}}},"cpu":{{"quota":50000,"period":100000}},"pids":{{"limit":64}}}}"#
+    );
     parity::update_resources(&parity::shim_address(&n.env, "c1"), "c1", &resources)
         .unwrap_or_else(|e| panic!("{} Update: {e}", n.tag()));
     assert_eq!(
@@ -439,6 +440,7 @@ pub fn update(shim: Shim, driver: Driver) {
         "{} cpu.max",
         n.tag()
     );
+    assert_eq!(n.read("c1", "pids.max"), "64", "{} pids.max", n.tag());
     n.remove("c1");
 }
 

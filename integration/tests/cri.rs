@@ -23,7 +23,7 @@ use client::Cri;
 use k8s_cri::v1 as cri;
 use sluice_integration::cmd::{excerpt, poll};
 use sluice_integration::cri::{
-    parse_cri_log, shim_cgroup, CriEnv, Install, HANDLER, IMAGE_REF, PAUSE_ARGV,
+    parse_cri_log, shim_cgroup, systemd_driver, CriEnv, Install, HANDLER, IMAGE_REF, PAUSE_ARGV,
 };
 use sluice_integration::procs::ProcInfo;
 use sluice_integration::{system, versions};
@@ -328,6 +328,32 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
          stderr {}",
         excerpt(&limits.stderr)
     );
+    // The same limit seen from the host, in the container's own cgroup wherever its driver put
+    // it: a scope of the pod's slice (systemd), `<parent>/<id>` (cgroupfs), or the literal
+    // `slice:prefix:id` that runc's cgroupfs driver makes of a slice parent (the packaged
+    // snippet leaves SystemdCgroup unset).
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (root, file) = if v2 {
+        ("/sys/fs/cgroup", "memory.max")
+    } else {
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+    };
+    let dirs = cgroup_dirs_named(Path::new(root), &container_id, 6);
+    assert_eq!(
+        dirs.len(),
+        1,
+        "[{l}] cgroups of container {container_id} under {root} (systemd driver: {})",
+        systemd_driver()
+    );
+    let limit_file = dirs[0].join(file);
+    assert_eq!(
+        fs::read_to_string(&limit_file)
+            .map(|t| t.trim().to_string())
+            .ok(),
+        Some(RESIZED_MEMORY.to_string()),
+        "[{l}] {} after UpdateContainerResources",
+        limit_file.display()
+    );
 
     // The container's log, as CRI writes it: every line, per stream, in order.
     let want_out: Vec<String> = APP_STDOUT.iter().map(|s| s.to_string()).collect();
@@ -456,6 +482,26 @@ fn container_status(c: &Cri, id: &str) -> cri::ContainerStatus {
     )
     .status
     .expect("ContainerStatus has a status")
+}
+
+/// Directories under `root`, at most `depth` levels down, whose name contains `id`.
+fn cgroup_dirs_named(root: &Path, id: &str, depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = e.path();
+        if e.file_name().to_string_lossy().contains(id) {
+            found.push(path);
+        } else if depth > 1 {
+            found.extend(cgroup_dirs_named(&path, id, depth - 1));
+        }
+    }
+    found
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> String {

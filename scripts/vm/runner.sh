@@ -5,12 +5,12 @@
 # /payload/out for the host to read after poweroff:
 #
 #   out/env.txt        key=value: kernel, cgroup_fs, pid1, containerd, runc, criu, ...
-#   out/results.tsv    suite<TAB>test<TAB>containerd<TAB>ok(1|0)<TAB>seconds<TAB>log file
+#   out/results.tsv    suite<TAB>test<TAB>containerd<TAB>ok(1|0)<TAB>seconds<TAB>log file<TAB>driver
 #   out/logs/N.log     each test's whole output
 #   out/done           written last: the run finished (its absence means it did not)
 #
 # Its settings come from /payload/config.env (written by the host), the tests to run from
-# /payload/tests.txt (suite<TAB>test, listed and filtered on the host), the tests' environment
+# /payload/tests.txt (suite<TAB>test<TAB>cgroup driver or "-", listed and filtered on the host), the tests' environment
 # from /payload/test.env (KEY=VALUE lines, exported as they are).
 set -u
 # Guest uptime when the runner starts: the boot's share of the wall time.
@@ -68,13 +68,16 @@ failed=0
 start=$(date +%s.%N)
 cd "${HOST_ROOT:-$P/repo}/integration" 2>/dev/null || cd "$P/repo/integration" 2>/dev/null || cd /
 for c in $VERSIONS; do
-    while IFS=$'\t' read -r suite t; do
+    while IFS=$'\t' read -r suite t driver; do
         [[ -n $suite && -n $t ]] || continue
         bin=$P/tests/$suite
         n=$((n + 1))
         log=logs/$n.log
         t0=$(date +%s.%N)
-        SLUICE_CONTAINERD=$c timeout -k 15 "$TEST_TIMEOUT" \
+        # "-": the test picks its drivers itself; otherwise the cri suite's driver for this run.
+        d=${driver:--}
+        [[ $d == - ]] && d=${SLUICE_IT_CGROUP_DRIVER:-}
+        SLUICE_CONTAINERD=$c SLUICE_IT_CGROUP_DRIVER=$d timeout -k 15 "$TEST_TIMEOUT" \
             "$bin" --exact --ignored --test-threads=1 "$t" >"$OUT/$log" 2>&1 </dev/null
         rc=$?
         secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
@@ -91,8 +94,8 @@ for c in $VERSIONS; do
                 echo "sluice-vm: exit 0 but not exactly one test passed" >>"$OUT/$log"
             fi
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$t" "$c" "$ok" "$secs" "$log" >>"$OUT/results.tsv"
-        say "test|$c|$suite::$t|$([[ $ok == 1 ]] && echo ok || echo FAILED)|${secs}s"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$t" "$c" "$ok" "$secs" "$log" "${driver:--}" >>"$OUT/results.tsv"
+        say "test|$c|$suite::$t${driver:+ [$driver]}|$([[ $ok == 1 ]] && echo ok || echo FAILED)|${secs}s"
         # The host reads results even from a guest it had to kill.
         sync
     done <"$P/tests.txt"
