@@ -32,6 +32,8 @@ use crate::{
 
 /// How long Delete waits for a process's output to reach containerd before closing it.
 const IO_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long an exit waits for the process's output to be read (see `settle_output`).
+const EXIT_SETTLE_LIMIT: Duration = Duration::from_millis(500);
 /// Where runc keeps state when the options name no root (the Go shim's default).
 pub const DEFAULT_RUNC_ROOT: &str = "/run/containerd/runc";
 /// The options of a container, kept in its bundle for the `delete` command.
@@ -760,6 +762,7 @@ impl Container {
         debug!("{} exited with status {}", p.label(), exit.status);
         match p.kind {
             Kind::Exec => {
+                self.settle_output(p).await;
                 p.set_exited(exit);
                 let mut order = lock(&self.order);
                 self.publisher.publish(TaskEvent::Exit {
@@ -788,6 +791,7 @@ impl Container {
                         }
                     }
                 }
+                self.settle_output(p).await;
                 let mut order = lock(&self.order);
                 if order.running_execs > 0 {
                     // Told after the last exec's exit, as containerd expects.
@@ -795,6 +799,21 @@ impl Container {
                 } else {
                     self.finish_init_exit(exit);
                 }
+            }
+        }
+    }
+
+    /// Before an exit is told (Wait returns, TaskExit goes out): lets the output reach its
+    /// reader, briefly. Clients close their FIFOs when they see the exit (ctr 1.6 even before
+    /// it waits for EOF), so output still on its way then is lost. Bounded, because a child
+    /// that outlives the process may hold its pipes open for ever.
+    async fn settle_output(&self, p: &Process) {
+        if let Some(io) = p.io() {
+            if !io.wait_delivered(EXIT_SETTLE_LIMIT).await {
+                debug!(
+                    "{}: output still open {EXIT_SETTLE_LIMIT:?} after the exit; telling the exit",
+                    p.label()
+                );
             }
         }
     }

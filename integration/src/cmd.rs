@@ -91,6 +91,14 @@ impl fmt::Display for CmdOutput {
     }
 }
 
+/// Where two outputs part: the offset of the first differing byte, or which is a prefix.
+pub fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!("first difference at byte {i}"),
+        None => format!("one is a prefix of the other ({} vs {})", a.len(), b.len()),
+    }
+}
+
 /// Head and tail of a possibly huge output, so a failure message stays readable.
 pub fn excerpt(bytes: &[u8]) -> String {
     const KEEP: usize = 1500;

@@ -108,8 +108,9 @@ pub fn large_stdout(rt: Runtime) {
     let expected: Vec<u8> = b"sluice\n".iter().copied().cycle().take(1 << 20).collect();
     assert!(
         out.stdout == expected,
-        "{what}: {} bytes arrived, expected 1048576 bytes of 'sluice\\n'\n{out}",
-        out.stdout.len()
+        "{what}: {} bytes arrived, expected 1048576 bytes of 'sluice\\n' ({})\n{out}",
+        out.stdout.len(),
+        crate::cmd::first_difference(&out.stdout, &expected)
     );
 }
 

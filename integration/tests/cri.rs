@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use client::Cri;
 use k8s_cri::v1 as cri;
-use sluice_integration::cmd::{excerpt, poll};
+use sluice_integration::cmd::{excerpt, first_difference, poll};
 use sluice_integration::cri::{
     parse_cri_log, shim_cgroup, systemd_driver, CriEnv, Install, HANDLER, IMAGE_REF, PAUSE_ARGV,
 };
@@ -502,13 +502,6 @@ fn cgroup_dirs_named(root: &Path, id: &str, depth: usize) -> Vec<PathBuf> {
         }
     }
     found
-}
-
-fn first_difference(a: &[u8], b: &[u8]) -> String {
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => format!("first difference at byte {i}"),
-        None => format!("one is a prefix of the other ({} vs {})", a.len(), b.len()),
-    }
 }
 
 /// The runc settings of the handler reached runc, whichever way the shim got them:

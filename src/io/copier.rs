@@ -409,9 +409,41 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
     shared.set_splice_to(None);
     if let Some(mut w) = writer {
         w.flush().await;
+        if let Writer::Pipe(p) = &w {
+            read_out(&shared.name, p).await;
+        }
     }
     debug!("{}: output closed", shared.name);
     let _ = done.send(true);
+}
+
+/// How long the end of a stream waits for its reader to take the bytes still in the sink.
+pub const READ_OUT_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Waits (up to [`READ_OUT_LIMIT`]) until the reader has taken everything out of a pipe sink.
+///
+/// "Delivered" must mean read, not only written: ctr 1.6 closes its FIFOs as soon as it sees
+/// the exit, before it waits for EOF, and whatever is still in the FIFO then is lost (the
+/// stock shim is slow enough at telling the exit that this rarely shows with it). The exit is
+/// told after this (see `ProcessIo::wait_delivered`).
+async fn read_out(name: &str, p: &pipe::Sender) {
+    use std::os::fd::AsRawFd;
+    let deadline = tokio::time::Instant::now() + READ_OUT_LIMIT;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe descriptor we hold, into an int we own.
+        let rc = unsafe { libc::ioctl(p.as_raw_fd(), libc::FIONREAD, &mut unread) };
+        if rc != 0 || unread == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            debug!("{name}: {unread} bytes still unread in the sink at close");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
 }
 
 fn offer_splice(shared: &Shared, writer: &Option<Writer>) {
@@ -466,6 +498,54 @@ mod tests {
             got.extend_from_slice(&buf[..n]);
         }
         got
+    }
+
+    #[tokio::test]
+    async fn delivered_means_the_reader_took_the_bytes_out_of_the_fifo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let p = crate::io::pipe::output().expect("pipe");
+        let source = pipe::Receiver::from_owned_fd(p.ours).expect("receiver");
+        let mut process = pipe::Sender::from_owned_fd(p.child).expect("sender");
+        let mut reader = pipe::OpenOptions::new()
+            .open_receiver(&fifo)
+            .expect("reader");
+        let copier = OutputCopier::start("t".into(), source, Sink::Fifo(fifo.clone()), None);
+        copier.end_runc_phase();
+        process.write_all(&[b'x'; 8192]).await.expect("write");
+        drop(process);
+
+        // Written into the FIFO but not read yet: not delivered (a client that closes its
+        // FIFO on the exit would lose these bytes).
+        let early = tokio::time::timeout(Duration::from_millis(200), copier.wait()).await;
+        assert!(early.is_err(), "delivered before the reader read anything");
+        assert_eq!(read_some(&mut reader, 8192).await.len(), 8192);
+        tokio::time::timeout(Duration::from_secs(2), copier.wait())
+            .await
+            .expect("delivered once the reader took everything");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_never_reads_delays_the_end_only_so_long() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdout");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let p = crate::io::pipe::output().expect("pipe");
+        let source = pipe::Receiver::from_owned_fd(p.ours).expect("receiver");
+        let mut process = pipe::Sender::from_owned_fd(p.child).expect("sender");
+        let _reader = pipe::OpenOptions::new()
+            .open_receiver(&fifo)
+            .expect("reader");
+        let copier = OutputCopier::start("t".into(), source, Sink::Fifo(fifo.clone()), None);
+        copier.end_runc_phase();
+        process.write_all(b"never read\n").await.expect("write");
+        drop(process);
+        tokio::time::timeout(READ_OUT_LIMIT + Duration::from_secs(2), copier.wait())
+            .await
+            .expect("the copier ended within its read-out limit");
     }
 
     #[tokio::test]
