@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Proves the static shim starts on older userlands: in a debootstrap chroot of each suite
-# (buster: glibc 2.28, as RHEL 8; bullseye: glibc 2.31, as Ubuntu 20.04) it runs
+# (buster: glibc 2.28, as RHEL 8; bullseye: glibc 2.31, as Ubuntu 20.04), and in "bare", a
+# root holding nothing but the binary (no libc, no shell, no loader: what the oldest or the
+# most minimal node image cannot be worse than), it runs
 #   -v                      answers, and says "static"
 #   doctor --json           exits 0 or 1 with one JSON object (proc and sys mounted in the chroot)
 #   -h / an unknown flag    exit 0 / 2 with the usage, as the stock shim's Go flag package does
@@ -8,7 +10,7 @@
 # and, as the control that shows the chroot is old enough to matter, that the dynamic debug build
 # (target/debug) does NOT start there (glibc too old), where that build exists.
 #
-#   scripts/oldlands-test.sh [--prepare] [SUITE...]   default: $SLUICE_OLDLANDS or "buster bullseye"
+#   scripts/oldlands-test.sh [--prepare] [SUITE...]   default: $SLUICE_OLDLANDS or "buster bullseye bare"
 #
 #   --prepare            only build (or find cached) the chroots; no binary needed
 #
@@ -43,7 +45,7 @@ if [[ ${1:-} == --prepare ]]; then
     prepare=1
     shift
 fi
-read -r -a SUITES <<<"${*:-${SLUICE_OLDLANDS:-buster bullseye}}"
+read -r -a SUITES <<<"${*:-${SLUICE_OLDLANDS:-buster bullseye bare}}"
 
 # shellcheck source=lib/mirror.sh
 source "$ROOT/scripts/lib/mirror.sh"
@@ -67,7 +69,7 @@ in_chroot() {
     unshare --mount --propagation private -- sh -c '
         d=$1; shift
         mount -t proc proc "$d/proc" && mount --rbind /sys "$d/sys" || exit 125
-        exec chroot "$d" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"
+        exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root chroot "$d" "$@"
     ' sh "$dir" "$@"
 }
 
@@ -118,21 +120,33 @@ fail() { say "FAIL $*"; FAILED+=("$*"); }
 
 for suite in "${SUITES[@]}"; do
     t=$SECONDS
-    code=$(served "$suite")
-    if [[ $code != 200 ]]; then
-        msg="$suite: the machine's Debian mirror does not serve it (dists/$suite/Release: $code)"
-        if [[ ${SLUICE_OLDLANDS_STRICT:-} == 1 ]]; then fail "$msg"; else say "SKIPPED $msg"; SKIPPED+=("$suite"); fi
-        continue
-    fi
-    if ! dir=$(chroot_for "$suite"); then
-        fail "$suite: debootstrap failed (log: $CACHE/$suite.debootstrap.log)"
-        continue
-    fi
-    glibc=$(in_chroot "$dir" /usr/bin/ldd --version 2>&1 | head -n 1 | awk '{print $NF}')
-    say "$suite: glibc $glibc"
-    if ((prepare)); then
-        PASSED+=("$suite")
-        continue
+    if [[ $suite == bare ]]; then
+        dir=$CACHE/bare
+        rm -rf "$dir"
+        mkdir -p "$dir/proc" "$dir/sys"
+        say "bare: an empty root (no libc)"
+        if ((prepare)); then
+            PASSED+=("$suite")
+            continue
+        fi
+        glibc=none
+    else
+        code=$(served "$suite")
+        if [[ $code != 200 ]]; then
+            msg="$suite: the machine's Debian mirror does not serve it (dists/$suite/Release: $code)"
+            if [[ ${SLUICE_OLDLANDS_STRICT:-} == 1 ]]; then fail "$msg"; else say "SKIPPED $msg"; SKIPPED+=("$suite"); fi
+            continue
+        fi
+        if ! dir=$(chroot_for "$suite"); then
+            fail "$suite: debootstrap failed (log: $CACHE/$suite.debootstrap.log)"
+            continue
+        fi
+        glibc=$(in_chroot "$dir" /usr/bin/ldd --version 2>&1 | head -n 1 | awk '{print $NF}')
+        say "$suite: glibc $glibc"
+        if ((prepare)); then
+            PASSED+=("$suite")
+            continue
+        fi
     fi
     mkdir -p "$dir/opt/sluice"
     install -m 0755 "$bin" "$dir/opt/sluice/$NAME"
