@@ -95,7 +95,9 @@ for c in $VERSIONS; do
             fi
         fi
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$suite" "$t" "$c" "$ok" "$secs" "$log" "${driver:--}" >>"$OUT/results.tsv"
-        say "test|$c|$suite::$t${driver:+ [$driver]}|$([[ $ok == 1 ]] && echo ok || echo FAILED)|${secs}s"
+        shown=$suite::$t
+        [[ ${driver:--} == - ]] || shown="$shown [$driver]"
+        say "test|$c|$shown|$([[ $ok == 1 ]] && echo ok || echo FAILED)|${secs}s"
         # The host reads results even from a guest it had to kill.
         sync
     done <"$P/tests.txt"
