@@ -43,7 +43,7 @@ SIZES = {
     "quick": dict(warmup=2, lifecycle=10, exec=10, gib=2, idle=10, conc=50, conc_reps=1,
                   streams=50, timeline=8),
     # full: the numbers to report.
-    "full": dict(warmup=3, lifecycle=30, exec=30, gib=5, idle=10, conc=50, conc_reps=3,
+    "full": dict(warmup=3, lifecycle=30, exec=200, gib=5, idle=10, conc=50, conc_reps=3,
                  streams=50, timeline=20),
 }
 

@@ -1136,3 +1136,100 @@ pub fn soak() {
     );
     containers::kill_and_delete(&env, "anchor");
 }
+
+/// Files under `dir` (recursively) with their sizes, for "nothing left behind" comparisons.
+fn files_with_sizes(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(m) => out.push((p.display().to_string(), m.len())),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What a node's exec probes cost over time (issue 14): after a warm-up of 100 execs, `N` more
+/// (`SLUICE_EXEC_LEAK_COUNT`, default 300; the benchmark runs 10,000) leave nothing behind in
+/// the shim (descriptors, threads, RSS within 256 KiB), in the bundle (no file added or grown,
+/// log.json included) or in runc's state.
+pub fn execs_leave_nothing_behind() {
+    let count: usize = std::env::var("SLUICE_EXEC_LEAK_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let env = TestEnv::start("execleak", Runtime::Sluice);
+    start_sleeper(&env, "c1", &[]);
+    let shim = shim_pid(&env);
+    let bundle = env
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&env.ns)
+        .join("c1");
+    let state = env.runc_root.join(&env.ns);
+    let probe = |i: usize| {
+        let out = env.exec("c1", &format!("p{i}"), &["/bin/true"], CTR_TIMEOUT);
+        assert_eq!(out.code(), Some(0), "exec p{i}:\n{out}");
+    };
+    for i in 0..100 {
+        probe(i);
+    }
+    let before = (
+        rss_kib(shim),
+        settled_fds(shim),
+        threads(shim),
+        files_with_sizes(&bundle),
+        files_with_sizes(&state),
+    );
+    let started = Instant::now();
+    for i in 100..100 + count {
+        probe(i);
+    }
+    let per_exec = started.elapsed() / count as u32;
+    let after = (
+        rss_kib(shim),
+        settled_fds(shim),
+        threads(shim),
+        files_with_sizes(&bundle),
+        files_with_sizes(&state),
+    );
+    eprintln!(
+        "[execleak] {count} execs after 100, {per_exec:?} each: shim RSS {} -> {} KiB, fds {} -> \
+         {}, threads {} -> {}",
+        before.0, after.0, before.1, after.1, before.2, after.2
+    );
+    assert!(
+        after.1 <= before.1,
+        "shim fds grew from {} to {} over {count} execs: {:?}",
+        before.1,
+        after.1,
+        fd_targets(shim as u32)
+    );
+    assert!(
+        after.2 <= before.2 + 1,
+        "shim threads grew from {} to {} over {count} execs",
+        before.2,
+        after.2
+    );
+    assert!(
+        after.0 <= before.0 + 256,
+        "shim RSS grew from {} KiB to {} KiB over {count} execs",
+        before.0,
+        after.0
+    );
+    assert_eq!(
+        after.3, before.3,
+        "the bundle's files changed over {count} execs"
+    );
+    assert_eq!(after.4, before.4, "runc's state changed over {count} execs");
+    containers::kill_and_delete(&env, "c1");
+}

@@ -39,4 +39,6 @@ robustness_tests! {
     hostile_stock_reference,
     /// 5. Create/start/exec/kill/delete cycles with a fault every 10th: no hang, no leak.
     soak,
+    /// 6. Exec probes by the hundred leave nothing behind: fds, threads, RSS, bundle, runc state.
+    execs_leave_nothing_behind,
 }
