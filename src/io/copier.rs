@@ -500,20 +500,32 @@ mod tests {
         got
     }
 
-    #[tokio::test]
-    async fn delivered_means_the_reader_took_the_bytes_out_of_the_fifo() {
+    /// A process pipe copied to a FIFO that a reader has open, past runc's phase: the
+    /// process's end, the reader, the copier (and the directory that must outlive them).
+    async fn fifo_copier() -> (
+        tempfile::TempDir,
+        pipe::Sender,
+        pipe::Receiver,
+        OutputCopier,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("stdout");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
         let p = crate::io::pipe::output().expect("pipe");
         let source = pipe::Receiver::from_owned_fd(p.ours).expect("receiver");
-        let mut process = pipe::Sender::from_owned_fd(p.child).expect("sender");
-        let mut reader = pipe::OpenOptions::new()
+        let process = pipe::Sender::from_owned_fd(p.child).expect("sender");
+        let reader = pipe::OpenOptions::new()
             .open_receiver(&fifo)
             .expect("reader");
-        let copier = OutputCopier::start("t".into(), source, Sink::Fifo(fifo.clone()), None);
+        let copier = OutputCopier::start("t".into(), source, Sink::Fifo(fifo), None);
         copier.end_runc_phase();
+        (dir, process, reader, copier)
+    }
+
+    #[tokio::test]
+    async fn delivered_means_the_reader_took_the_bytes_out_of_the_fifo() {
+        let (_dir, mut process, mut reader, copier) = fifo_copier().await;
         process.write_all(&[b'x'; 8192]).await.expect("write");
         drop(process);
 
@@ -529,18 +541,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_that_never_reads_delays_the_end_only_so_long() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fifo = dir.path().join("stdout");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
-        let p = crate::io::pipe::output().expect("pipe");
-        let source = pipe::Receiver::from_owned_fd(p.ours).expect("receiver");
-        let mut process = pipe::Sender::from_owned_fd(p.child).expect("sender");
-        let _reader = pipe::OpenOptions::new()
-            .open_receiver(&fifo)
-            .expect("reader");
-        let copier = OutputCopier::start("t".into(), source, Sink::Fifo(fifo.clone()), None);
-        copier.end_runc_phase();
+        let (_dir, mut process, _reader, copier) = fifo_copier().await;
         process.write_all(b"never read\n").await.expect("write");
         drop(process);
         tokio::time::timeout(READ_OUT_LIMIT + Duration::from_secs(2), copier.wait())
