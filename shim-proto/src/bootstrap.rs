@@ -1,10 +1,20 @@
-//! What containerd writes to the shim's stdin at `start`.
+//! What containerd writes to the shim's stdin at `start`, and what the shim answers on stdout.
 //!
 //! containerd 1.x and 2.0–2.2 write the runc options as a protobuf `Any` (or nothing).
 //! containerd 2.3 and later write `containerd.runtime.bootstrap.v1.BootstrapParams` (schema:
 //! containerd's `api/runtime/bootstrap/v1/bootstrap.proto`), with the runc options inside
-//! `extensions`; its comments describe JSON, so the JSON form is read too. The answer on stdout
-//! stays a plain socket address, which every version accepts (and which means task API v2).
+//! `extensions`; its comments once described JSON, so the JSON form is read too.
+//!
+//! The answer depends on the daemon ([`reply::choose_reply`]): the plain socket address (which
+//! every version accepts, as task API v2), JSON with version 3 for 2.0–2.2, or a protobuf
+//! `BootstrapResult` for 2.3 and later. [`daemon::reads`] models how each daemon reads it back.
+//! The facts, with their sources, are in `docs/bootstrap.md`.
+
+pub mod daemon;
+pub mod reply;
+#[cfg(test)]
+mod table_tests;
+mod wire;
 
 use containerd_shim_protos::protobuf::{well_known_types::any::Any, CodedInputStream};
 use serde::Deserialize;
@@ -23,6 +33,8 @@ pub struct BootstrapParams {
     pub grpc_address: String,
     pub containerd_binary: String,
     pub extensions: Vec<Any>,
+    /// Where to put the socket (`optional string socket_dir = 9`, containerd 2.3 and later).
+    pub socket_dir: Option<String>,
 }
 
 /// What arrived on stdin.
@@ -105,6 +117,7 @@ pub fn parse(bytes: &[u8]) -> Result<StartInput, OptionsError> {
             5 => p.ttrpc_address = s(),
             6 => p.grpc_address = s(),
             7 => p.containerd_binary = s(),
+            9 => p.socket_dir = Some(s()),
             8 => {
                 // Extension { Any value = 1 }
                 for (en, ev) in read_fields(&v).map_err(malformed)? {
@@ -125,6 +138,42 @@ pub fn parse(bytes: &[u8]) -> Result<StartInput, OptionsError> {
         }
     }
     Ok(StartInput::Bootstrap(p))
+}
+
+/// [`parse`], with the identity check containerd's own shims make (containerd#13764, #13910):
+/// a pre-2.3 runtime-options `Any` shares field numbers 1 and 2 with `BootstrapParams`, so
+/// stdin is taken as `BootstrapParams` only when it names the container and namespace of the
+/// `-id` and `-namespace` flags. Stdin that decodes as `BootstrapParams` with only those two
+/// fields but names something else is read as the `Any` it then is; one with more fields is
+/// left to [`reply::identify`], which refuses it.
+pub fn parse_checked(
+    bytes: &[u8],
+    cli_id: &str,
+    cli_namespace: &str,
+) -> Result<StartInput, OptionsError> {
+    let input = parse(bytes)?;
+    let StartInput::Bootstrap(p) = &input else {
+        return Ok(input);
+    };
+    let matches = (cli_id.is_empty() || p.instance_id == cli_id)
+        && (cli_namespace.is_empty() || p.namespace == cli_namespace);
+    let only_identity = BootstrapParams {
+        instance_id: p.instance_id.clone(),
+        namespace: p.namespace.clone(),
+        ..Default::default()
+    } == *p;
+    if matches || !only_identity || bytes.trim_ascii().starts_with(b"{") {
+        return Ok(input);
+    }
+    let mut any = Any::default();
+    for (n, v) in read_fields(bytes).map_err(malformed)? {
+        match n {
+            1 => any.type_url = String::from_utf8_lossy(&v).into_owned(),
+            2 => any.value = v,
+            _ => {}
+        }
+    }
+    Ok(StartInput::Options(any))
 }
 
 /// The fields of a message: number and payload (a varint's payload is its 10-byte encoding).
@@ -180,6 +229,8 @@ struct JsonParams {
     containerd_binary: String,
     #[serde(default)]
     extensions: Vec<JsonExtension>,
+    #[serde(default, alias = "socket_dir")]
+    socket_dir: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +266,7 @@ fn parse_json(bytes: &[u8]) -> Result<BootstrapParams, OptionsError> {
         grpc_address: j.containerd_grpc_address,
         containerd_binary: j.containerd_binary,
         extensions,
+        socket_dir: j.socket_dir,
     })
 }
 
