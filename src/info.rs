@@ -9,7 +9,7 @@ use containerd_shim::protos::{
 };
 use sluice_shim_proto::bootstrap::{self, StartInput};
 
-use crate::{container, runc::Runc};
+use crate::runc::Runc;
 
 /// The type URL containerd resolves runc's features JSON with.
 const FEATURES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
@@ -42,8 +42,8 @@ async fn info_for(stdin: &[u8]) -> Result<Vec<u8>, String> {
     let input = bootstrap::parse(stdin).map_err(|e| e.to_string())?;
     let options = input.runc_options().map_err(|e| e.to_string())?;
     crate::reaper::start().map_err(|e| format!("start reaper: {e}"))?;
-    let runc =
-        container::runc_for(&options, "", Runc::deadline_from_env()).map_err(|e| e.to_string())?;
+    let runc = crate::runc::runc_for(&options, "", Runc::deadline_from_env())
+        .map_err(|e| e.to_string())?;
     let features = runc.features().await.map_err(|e| e.to_string())?;
     let info = RuntimeInfo {
         name: "io.containerd.sluice.v2".into(),

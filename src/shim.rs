@@ -32,7 +32,7 @@ use sluice_shim_proto::{
 };
 
 use crate::{
-    container::{self, Env, OPTIONS_FILE},
+    container::{Env, OPTIONS_FILE},
     events::Publisher,
     runc::Runc,
     service::Service,
@@ -239,8 +239,9 @@ impl containerd_shim::Shim for SluiceShim {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let runc: Runc = container::runc_for(&options, &self.namespace, Runc::deadline_from_env())
-            .map_err(|e| other(format!("delete container {}: {e}", self.id)))?;
+        let runc: Runc =
+            crate::runc::runc_for(&options, &self.namespace, Runc::deadline_from_env())
+                .map_err(|e| other(format!("delete container {}: {e}", self.id)))?;
         if let Err(e) = runc.delete(&self.id, Some(&self.bundle), true).await {
             if !e.is_not_exist() {
                 warn!("delete container {}: {e}", self.id);

@@ -4,7 +4,9 @@
 //! output or a [`RuncError`] that names the verb, the container, the time and runc's words.
 
 pub mod error;
+pub mod files;
 pub mod invoke;
+pub mod locate;
 
 use std::{
     ffi::OsString,
@@ -17,6 +19,7 @@ use log::warn;
 
 pub use error::RuncError;
 pub use invoke::CallStdio;
+pub use locate::{runc_for, LocateError};
 
 use crate::tail::Tail;
 

@@ -223,7 +223,7 @@ impl Service {
         let options = options::decode(req.options.as_ref())
             .map_err(|e| Error::InvalidArgument(format!("create container {}: {e}", req.id)))?;
         check_bundle(&req.id, &req.bundle, self.env.bundle_root.as_deref())?;
-        Container::create(
+        let created = Container::create(
             &self.env,
             CreateRequest {
                 id: req.id.clone(),
@@ -239,7 +239,8 @@ impl Service {
                 options,
             },
         )
-        .await
+        .await?;
+        Ok(created)
     }
 
     pub async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {

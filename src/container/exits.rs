@@ -1,0 +1,150 @@
+//! How a container's exits (and OOM kills) are told: an exec's when it exits, the init's only
+//! after every running exec's, each once its output has reached the reader.
+
+use std::{sync::Arc, time::Duration};
+
+use log::{debug, info, warn};
+use sluice_shim_proto::events::TaskEvent;
+
+use super::{lock, Container};
+use crate::{
+    cgroup::CgroupFs,
+    process::{ExitInfo, Kind, Process},
+    reaper::ExitWatch,
+};
+
+/// How long an exit waits for the process's output to be read (see `settle_output`).
+const EXIT_SETTLE_LIMIT: Duration = Duration::from_millis(500);
+
+/// Guarded by `Container::order`, which is held while an exit is published so that an init's
+/// exit can never overtake the exit of an exec that is still running.
+#[derive(Default)]
+pub(super) struct ExitOrder {
+    pub running_execs: usize,
+    pub pending_init_exit: Option<ExitInfo>,
+}
+
+impl Container {
+    pub(super) fn watch_exit(self: &Arc<Self>, p: Arc<Process>, watch: ExitWatch) {
+        let c = self.clone();
+        tokio::spawn(async move {
+            let e = watch.wait().await;
+            let exit = ExitInfo {
+                status: u32::try_from(e.status).unwrap_or(255),
+                at: e.at,
+            };
+            c.on_exit(&p, exit).await;
+        });
+    }
+
+    async fn on_exit(&self, p: &Process, exit: ExitInfo) {
+        debug!("{} exited with status {}", p.label(), exit.status);
+        match p.kind {
+            Kind::Exec => {
+                self.settle_output(p).await;
+                p.set_exited(exit);
+                let mut order = lock(&self.order);
+                self.publisher.publish(TaskEvent::Exit {
+                    container_id: self.id.clone(),
+                    id: p.id.clone(),
+                    pid: p.pid(),
+                    exit_status: exit.status,
+                    exited_at: exit.at,
+                });
+                order.running_execs = order.running_execs.saturating_sub(1);
+                if order.running_execs == 0 {
+                    if let Some(init_exit) = order.pending_init_exit.take() {
+                        self.finish_init_exit(init_exit);
+                    }
+                }
+            }
+            Kind::Init => {
+                if self.kill_all_on_exit {
+                    self.kill_leftovers().await;
+                }
+                self.settle_output(p).await;
+                let mut order = lock(&self.order);
+                if order.running_execs > 0 {
+                    // Told after the last exec's exit, as containerd expects.
+                    order.pending_init_exit = Some(exit);
+                } else {
+                    self.finish_init_exit(exit);
+                }
+            }
+        }
+    }
+
+    /// Without a pid namespace of its own, a container's processes outlive its init: kill them
+    /// (the Go shim's `ShouldKillAllOnExit`).
+    async fn kill_leftovers(&self) {
+        if let Err(e) = self
+            .runc
+            .kill(&self.id, &self.bundle, libc::SIGKILL as u32, true)
+            .await
+        {
+            if !e.is_already_finished() && !e.is_not_exist() {
+                warn!("killing the processes left in container {}: {e}", self.id);
+            }
+        }
+    }
+
+    /// Before an exit is told (Wait returns, TaskExit goes out): lets the output reach its
+    /// reader, briefly. Clients close their FIFOs when they see the exit (ctr 1.6 even before
+    /// it waits for EOF), so output still on its way then is lost. Bounded, because a child
+    /// that outlives the process may hold its pipes open for ever.
+    async fn settle_output(&self, p: &Process) {
+        if let Some(io) = p.io() {
+            if !io.wait_delivered(EXIT_SETTLE_LIMIT).await {
+                debug!(
+                    "{}: output still open {EXIT_SETTLE_LIMIT:?} after the exit; telling the exit",
+                    p.label()
+                );
+            }
+        }
+    }
+
+    /// Called with `order` held.
+    fn finish_init_exit(&self, exit: ExitInfo) {
+        self.init.set_exited(exit);
+        info!("container {} exited with status {}", self.id, exit.status);
+        self.publisher.publish(TaskEvent::Exit {
+            container_id: self.id.clone(),
+            id: self.id.clone(),
+            pid: self.init.pid(),
+            exit_status: exit.status,
+            exited_at: exit.at,
+        });
+    }
+
+    /// Publishes TaskOOM whenever the kernel's OOM killer acts in this container's cgroup.
+    pub(super) fn watch_oom(&self, pid: u32) {
+        let watcher = CgroupFs::host()
+            .for_pid(pid)
+            .and_then(|cg| cg.oom_watcher());
+        let mut watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                warn!("container {}: no OOM events: {e}", self.id);
+                return;
+            }
+        };
+        let publisher = self.publisher.clone();
+        let id = self.id.clone();
+        let task = tokio::spawn(async move {
+            while watcher.next().await.is_some() {
+                info!("container {id}: out of memory");
+                publisher.publish(TaskEvent::Oom {
+                    container_id: id.clone(),
+                });
+            }
+        });
+        *lock(&self.oom_watch) = Some(task);
+    }
+
+    /// Stops the OOM watch (at delete).
+    pub(super) fn stop_oom_watch(&self) {
+        if let Some(t) = lock(&self.oom_watch).take() {
+            t.abort();
+        }
+    }
+}
