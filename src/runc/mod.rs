@@ -58,6 +58,15 @@ pub struct CheckpointArgs {
     pub cgroups_mode: String,
 }
 
+/// `<bundle>/<name of the process spec, less .json>-exec.log`: one per exec, like the spec.
+fn exec_log(bundle: &Path, process_json: &Path) -> PathBuf {
+    let stem = process_json
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "exec".into());
+    bundle.join(format!("{stem}-exec.log"))
+}
+
 impl CheckpointArgs {
     fn args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![
@@ -220,8 +229,11 @@ impl Runc {
         ];
         let stdio = with_io(&mut a, io);
         a.push(id.into());
-        let log = bundle.join("log.json");
-        invoke::run(self.call("exec", id, Some(&log), a, stdio)).await?;
+        // Each exec gets its own runc log, read for the error and then removed: with one shared
+        // log.json, a probe that fails every few seconds grows /run without bound (containerd
+        // #8972; the Go shim does the same since #11862).
+        let log = files::Scratch::named(exec_log(bundle, process_json));
+        invoke::run(self.call("exec", id, Some(log.path()), a, stdio)).await?;
         Ok(())
     }
 

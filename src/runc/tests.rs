@@ -303,3 +303,59 @@ fn runc_never_sees_notify_socket() {
     );
     assert_eq!(super::invoke::WITHHELD_FROM_RUNC, ["NOTIFY_SOCKET"]);
 }
+
+/// A failing exec's error comes from its own `--log`, which is gone afterwards: a probe that
+/// fails for ever leaves the bundle as it was (containerd #8972).
+#[tokio::test]
+async fn each_exec_has_its_own_log_and_leaves_none() {
+    crate::reaper::start().expect("reaper");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).expect("bundle");
+    std::fs::write(bundle.join("log.json"), "").expect("log.json");
+    // Writes an error to whatever --log names, as runc does, and fails.
+    let script = r#"while [ $# -gt 0 ]; do
+  if [ "$1" = --log ]; then log=$2; fi
+  shift
+done
+echo "{\"level\":\"error\",\"msg\":\"exec failed: no such file: $log\"}" >> "$log"
+exit 1"#;
+    let runc = super::Runc {
+        binary: fake_runc(dir.path(), script),
+        criu: None,
+        root: dir.path().join("root"),
+        systemd_cgroup: false,
+        deadline: Duration::from_secs(20),
+    };
+    let spec = bundle.join(".sluice-exec-probe.json");
+    for _ in 0..3 {
+        let err = runc
+            .exec(
+                "c1",
+                &bundle,
+                &spec,
+                &bundle.join("probe.pid"),
+                super::RuncIo::Console(dir.path().join("console.sock")),
+            )
+            .await
+            .expect_err("exit 1");
+        let text = err.to_string();
+        assert!(
+            text.contains("exec failed: no such file: ")
+                && text.contains(".sluice-exec-probe-exec.log"),
+            "{text}"
+        );
+    }
+    let mut left: Vec<String> = std::fs::read_dir(&bundle)
+        .expect("read bundle")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["log.json"]);
+    assert_eq!(
+        std::fs::metadata(bundle.join("log.json"))
+            .expect("log")
+            .len(),
+        0
+    );
+}
