@@ -5,17 +5,21 @@ mod cgroup;
 mod container;
 mod error;
 mod events;
-mod info;
 mod io;
 mod logger;
+mod manager;
 mod process;
 mod reaper;
 mod runc;
-mod serve;
-mod service;
-mod shim;
 mod tail;
+mod task;
 mod usage;
+
+/// usage.rs (not this branch's) still names `crate::shim::RUNTIME_ID`; drop this once it names
+/// `crate::manager::RUNTIME_ID`.
+mod shim {
+    pub use crate::manager::RUNTIME_ID;
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -53,27 +57,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if args
-        .iter()
-        .skip(1)
-        .any(|a| matches!(a.as_str(), "-info" | "--info"))
-    {
-        std::process::exit(runtime.block_on(info::print()));
-    }
-    // Serving is ours (serve.rs); `start`, `delete` and flags that do not parse (whose error
-    // the crate reports) stay with the crate's runner.
-    let os_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    match containerd_shim::parse(&os_args) {
-        Ok(flags) if !matches!(flags.action.as_str(), "start" | "delete") => {
-            if let Err(e) = runtime.block_on(serve::run(flags)) {
-                log::error!("serve: {e}");
-                eprintln!("{}: {e}", shim::RUNTIME_ID);
-                std::process::exit(1);
-            }
-        }
-        _ => runtime.block_on(containerd_shim::run::<shim::SluiceShim>(
-            shim::RUNTIME_ID,
-            Some(shim::config()),
-        )),
+    let code = manager::run(&runtime, &args);
+    if code != 0 {
+        std::process::exit(code);
     }
 }

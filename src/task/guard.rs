@@ -12,51 +12,17 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use containerd_shim::{
-    api,
-    protos::{
-        protobuf::Message,
-        ttrpc::{
-            self,
-            r#async::{MethodHandler, Service, TtrpcContext},
-        },
-    },
+use containerd_shim::protos::ttrpc::{
+    self,
+    r#async::{MethodHandler, Service, TtrpcContext},
 };
 use log::warn;
 
+use super::{
+    methods::{Decode, TASK_METHODS},
+    TASK_SERVICE,
+};
 use crate::error::Error;
-
-/// The Task service's name on the wire.
-pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
-
-type Decode = fn(&[u8]) -> Result<(), String>;
-
-fn decodes<M: Message>(payload: &[u8]) -> Result<(), String> {
-    M::parse_from_bytes(payload)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// Every Task API v2 method and the request type its payload must decode as.
-const TASK_METHODS: [(&str, Decode); 17] = [
-    ("State", decodes::<api::StateRequest>),
-    ("Create", decodes::<api::CreateTaskRequest>),
-    ("Start", decodes::<api::StartRequest>),
-    ("Delete", decodes::<api::DeleteRequest>),
-    ("Pids", decodes::<api::PidsRequest>),
-    ("Pause", decodes::<api::PauseRequest>),
-    ("Resume", decodes::<api::ResumeRequest>),
-    ("Checkpoint", decodes::<api::CheckpointTaskRequest>),
-    ("Kill", decodes::<api::KillRequest>),
-    ("Exec", decodes::<api::ExecProcessRequest>),
-    ("ResizePty", decodes::<api::ResizePtyRequest>),
-    ("CloseIO", decodes::<api::CloseIORequest>),
-    ("Update", decodes::<api::UpdateTaskRequest>),
-    ("Wait", decodes::<api::WaitRequest>),
-    ("Stats", decodes::<api::StatsRequest>),
-    ("Connect", decodes::<api::ConnectRequest>),
-    ("Shutdown", decodes::<api::ShutdownRequest>),
-];
 
 /// A generated handler behind a decode check of its payload.
 struct Checked {
@@ -121,9 +87,13 @@ mod tests {
         Arc,
     };
 
-    use containerd_shim::protos::{
-        shim_async::{create_task, Task},
-        ttrpc::Code,
+    use containerd_shim::{
+        api,
+        protos::{
+            protobuf::Message,
+            shim_async::{create_task, Task},
+            ttrpc::Code,
+        },
     };
 
     use super::*;
