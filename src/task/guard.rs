@@ -20,13 +20,13 @@ use log::warn;
 
 use super::{
     methods::{Decode, TASK_METHODS},
-    TASK_SERVICE,
+    TASK_SERVICES,
 };
 use crate::error::Error;
 
 /// A generated handler behind a decode check of its payload.
 struct Checked {
-    /// `containerd.task.v2.Task/State`, for the error message.
+    /// `containerd.task.v2.Task/State` (or v3), for the error message.
     path: String,
     decode: Decode,
     inner: Box<dyn MethodHandler + Send + Sync>,
@@ -47,37 +47,44 @@ impl MethodHandler for Checked {
     }
 }
 
-/// Puts the decode check in front of every method of the Task service in `services` (the map
-/// `create_task` returns). A method this table does not know (a newer crate) is left as it is.
+/// Puts the decode check in front of every method of each Task service in `services` (the
+/// map `create_task` returns, with the v3 name added). A method the table does not know (a
+/// newer crate) is left as it is.
 pub fn check_payloads(mut services: HashMap<String, Service>) -> HashMap<String, Service> {
-    let Some(task) = services.get_mut(TASK_SERVICE) else {
-        warn!("no {TASK_SERVICE} service to guard");
-        return services;
-    };
-    let methods = std::mem::take(&mut task.methods);
-    task.methods = methods
+    for name in TASK_SERVICES {
+        match services.get_mut(name) {
+            Some(service) => guard(name, service),
+            None => warn!("no {name} service to guard"),
+        }
+    }
+    services
+}
+
+/// Wraps each method of `service`, which is served as `name`.
+fn guard(name: &str, service: &mut Service) {
+    let methods = std::mem::take(&mut service.methods);
+    service.methods = methods
         .into_iter()
         .map(
-            |(name, inner)| match TASK_METHODS.iter().find(|(m, _)| *m == name) {
+            |(method, inner)| match TASK_METHODS.iter().find(|(m, _)| *m == method) {
                 Some((_, decode)) => {
                     let checked = Checked {
-                        path: format!("{TASK_SERVICE}/{name}"),
+                        path: format!("{name}/{method}"),
                         decode: *decode,
                         inner,
                     };
                     (
-                        name,
+                        method,
                         Box::new(checked) as Box<dyn MethodHandler + Send + Sync>,
                     )
                 }
                 None => {
-                    warn!("{TASK_SERVICE}/{name}: no payload check for this method");
-                    (name, inner)
+                    warn!("{name}/{method}: no payload check for this method");
+                    (method, inner)
                 }
             },
         )
         .collect();
-    services
 }
 
 #[cfg(test)]
@@ -97,6 +104,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::task::TASK_SERVICE;
 
     /// Counts the requests that reach it and answers OK with an empty payload.
     struct Counting(Arc<AtomicUsize>);

@@ -41,12 +41,24 @@ use crate::{
     process::State,
 };
 
-/// The Task service's name on the wire.
+/// The Task service's name on the wire in task API v2, which every containerd speaks.
 pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
+/// Its name in task API v3 (containerd 2.x): the same methods and message types.
+pub const TASK_SERVICE_V3: &str = "containerd.task.v3.Task";
+/// Every name the Task service answers to.
+pub const TASK_SERVICES: [&str; 2] = [TASK_SERVICE, TASK_SERVICE_V3];
 
 /// The ttrpc services of `task`, keyed by service name, each method behind the payload guard.
+///
+/// One implementation answers under both API versions: the generated `create_task` registers
+/// v2 only, so it is called twice and the second set of handlers (boxes, which do not clone)
+/// is registered under the v3 name.
 pub fn services(task: Arc<Service>) -> HashMap<String, TtrpcService> {
-    guard::check_payloads(create_task(task))
+    let mut services = create_task(task.clone());
+    if let Some(v3) = create_task(task).remove(TASK_SERVICE) {
+        services.insert(TASK_SERVICE_V3.to_string(), v3);
+    }
+    guard::check_payloads(services)
 }
 
 pub struct Service {
