@@ -5,16 +5,14 @@ mod cgroup;
 mod container;
 mod error;
 mod events;
-mod info;
 mod io;
 mod logger;
+mod manager;
 mod process;
 mod reaper;
 mod runc;
-mod serve;
-mod service;
-mod shim;
 mod tail;
+mod task;
 mod usage;
 
 fn main() {
@@ -53,27 +51,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if args
-        .iter()
-        .skip(1)
-        .any(|a| matches!(a.as_str(), "-info" | "--info"))
-    {
-        std::process::exit(runtime.block_on(info::print()));
-    }
-    // Serving is ours (serve.rs); `start`, `delete` and flags that do not parse (whose error
-    // the crate reports) stay with the crate's runner.
-    let os_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    match containerd_shim::parse(&os_args) {
-        Ok(flags) if !matches!(flags.action.as_str(), "start" | "delete") => {
-            if let Err(e) = runtime.block_on(serve::run(flags)) {
-                log::error!("serve: {e}");
-                eprintln!("{}: {e}", shim::RUNTIME_ID);
-                std::process::exit(1);
-            }
-        }
-        _ => runtime.block_on(containerd_shim::run::<shim::SluiceShim>(
-            shim::RUNTIME_ID,
-            Some(shim::config()),
-        )),
+    let code = manager::run(&runtime, &args);
+    if code != 0 {
+        std::process::exit(code);
     }
 }

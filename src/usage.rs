@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 
-use crate::shim::RUNTIME_ID;
+use crate::manager::RUNTIME_ID;
 
 /// The environment variable containerd sets for `start` and `delete` (and for serving): its
 /// ttrpc address, where the shim publishes events. The crate refuses to run without it.

@@ -9,6 +9,7 @@ use containerd_shim::protos::{
 };
 use sluice_shim_proto::bootstrap::{self, StartInput};
 
+use super::RUNTIME_ID;
 use crate::runc::Runc;
 
 /// The type URL containerd resolves runc's features JSON with.
@@ -46,7 +47,7 @@ async fn info_for(stdin: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())?;
     let features = runc.features().await.map_err(|e| e.to_string())?;
     let info = RuntimeInfo {
-        name: "io.containerd.sluice.v2".into(),
+        name: RUNTIME_ID.into(),
         version: MessageField::some(RuntimeVersion {
             version: env!("CARGO_PKG_VERSION").into(),
             revision: option_env!("SLUICE_REVISION").unwrap_or_default().into(),

@@ -12,55 +12,21 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use containerd_shim::{
-    api,
-    protos::{
-        protobuf::Message,
-        ttrpc::{
-            self,
-            r#async::{MethodHandler, Service, TtrpcContext},
-        },
-    },
+use containerd_shim::protos::ttrpc::{
+    self,
+    r#async::{MethodHandler, Service, TtrpcContext},
 };
 use log::warn;
 
+use super::{
+    methods::{Decode, TASK_METHODS},
+    TASK_SERVICES,
+};
 use crate::error::Error;
-
-/// The Task service's name on the wire.
-pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
-
-type Decode = fn(&[u8]) -> Result<(), String>;
-
-fn decodes<M: Message>(payload: &[u8]) -> Result<(), String> {
-    M::parse_from_bytes(payload)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// Every Task API v2 method and the request type its payload must decode as.
-const TASK_METHODS: [(&str, Decode); 17] = [
-    ("State", decodes::<api::StateRequest>),
-    ("Create", decodes::<api::CreateTaskRequest>),
-    ("Start", decodes::<api::StartRequest>),
-    ("Delete", decodes::<api::DeleteRequest>),
-    ("Pids", decodes::<api::PidsRequest>),
-    ("Pause", decodes::<api::PauseRequest>),
-    ("Resume", decodes::<api::ResumeRequest>),
-    ("Checkpoint", decodes::<api::CheckpointTaskRequest>),
-    ("Kill", decodes::<api::KillRequest>),
-    ("Exec", decodes::<api::ExecProcessRequest>),
-    ("ResizePty", decodes::<api::ResizePtyRequest>),
-    ("CloseIO", decodes::<api::CloseIORequest>),
-    ("Update", decodes::<api::UpdateTaskRequest>),
-    ("Wait", decodes::<api::WaitRequest>),
-    ("Stats", decodes::<api::StatsRequest>),
-    ("Connect", decodes::<api::ConnectRequest>),
-    ("Shutdown", decodes::<api::ShutdownRequest>),
-];
 
 /// A generated handler behind a decode check of its payload.
 struct Checked {
-    /// `containerd.task.v2.Task/State`, for the error message.
+    /// `containerd.task.v2.Task/State` (or v3), for the error message.
     path: String,
     decode: Decode,
     inner: Box<dyn MethodHandler + Send + Sync>,
@@ -81,37 +47,44 @@ impl MethodHandler for Checked {
     }
 }
 
-/// Puts the decode check in front of every method of the Task service in `services` (the map
-/// `create_task` returns). A method this table does not know (a newer crate) is left as it is.
+/// Puts the decode check in front of every method of each Task service in `services` (the
+/// map `create_task` returns, with the v3 name added). A method the table does not know (a
+/// newer crate) is left as it is.
 pub fn check_payloads(mut services: HashMap<String, Service>) -> HashMap<String, Service> {
-    let Some(task) = services.get_mut(TASK_SERVICE) else {
-        warn!("no {TASK_SERVICE} service to guard");
-        return services;
-    };
-    let methods = std::mem::take(&mut task.methods);
-    task.methods = methods
+    for name in TASK_SERVICES {
+        match services.get_mut(name) {
+            Some(service) => guard(name, service),
+            None => warn!("no {name} service to guard"),
+        }
+    }
+    services
+}
+
+/// Wraps each method of `service`, which is served as `name`.
+fn guard(name: &str, service: &mut Service) {
+    let methods = std::mem::take(&mut service.methods);
+    service.methods = methods
         .into_iter()
         .map(
-            |(name, inner)| match TASK_METHODS.iter().find(|(m, _)| *m == name) {
+            |(method, inner)| match TASK_METHODS.iter().find(|(m, _)| *m == method) {
                 Some((_, decode)) => {
                     let checked = Checked {
-                        path: format!("{TASK_SERVICE}/{name}"),
+                        path: format!("{name}/{method}"),
                         decode: *decode,
                         inner,
                     };
                     (
-                        name,
+                        method,
                         Box::new(checked) as Box<dyn MethodHandler + Send + Sync>,
                     )
                 }
                 None => {
-                    warn!("{TASK_SERVICE}/{name}: no payload check for this method");
-                    (name, inner)
+                    warn!("{name}/{method}: no payload check for this method");
+                    (method, inner)
                 }
             },
         )
         .collect();
-    services
 }
 
 #[cfg(test)]
@@ -121,12 +94,17 @@ mod tests {
         Arc,
     };
 
-    use containerd_shim::protos::{
-        shim_async::{create_task, Task},
-        ttrpc::Code,
+    use containerd_shim::{
+        api,
+        protos::{
+            protobuf::Message,
+            shim_async::{create_task, Task},
+            ttrpc::Code,
+        },
     };
 
     use super::*;
+    use crate::task::TASK_SERVICE;
 
     /// Counts the requests that reach it and answers OK with an empty payload.
     struct Counting(Arc<AtomicUsize>);

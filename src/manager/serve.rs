@@ -1,16 +1,14 @@
 //! Serving: the shim's long-lived action (no `start` or `delete` verb on the command line).
 //!
 //! This takes the place of the serve branch of the containerd-shim crate's runner, which builds
-//! the ttrpc service map inside itself: running it here lets [`guard`] put a payload check in
-//! front of every Task handler. `start` and `delete` stay with the crate.
+//! the ttrpc service map inside itself: running it here lets [`crate::task::services`] put a
+//! payload check in front of every Task handler. `start` and `delete` stay with the crate.
 //!
 //! It keeps every step of the crate's branch, in its order: SIGTERM, SIGINT and SIGPIPE caught
 //! (so they do not end the shim), subreaper, `Shim::new`, the Task service, the listener (with
 //! the crate's answer to a socket already in use), serving, and only then pointing stdout at
 //! stderr, which closes the pipe `start` reads: `start` must not return before the socket
 //! accepts connections. The shim ends when the service signals exit (Shutdown).
-
-mod guard;
 
 use std::{
     io::ErrorKind,
@@ -24,20 +22,23 @@ use std::{
 };
 
 use containerd_shim::{
-    protos::{
-        shim_async::create_task,
-        ttrpc::{
-            self,
-            r#async::{transport::Listener, Server},
-        },
+    protos::ttrpc::{
+        self,
+        r#async::{transport::Listener, Server},
     },
     publisher::RemotePublisher,
-    Flags, Shim,
+    ExitSignal, Flags, Shim,
 };
 use log::{debug, error, info, warn};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::shim::{self, SluiceShim};
+use super::{config, socket_path, SluiceShim, RUNTIME_ID};
+use crate::{
+    container::Env,
+    events::Publisher,
+    runc::Runc,
+    task::{self, Service},
+};
 
 /// How often, and how many times, a socket already in use is probed for a live shim (the
 /// crate's numbers: one second in all).
@@ -69,12 +70,12 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 pub async fn run(flags: Flags) -> Result<(), ServeError> {
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|e| ServeError::Setup(format!("TTRPC_ADDRESS: {e}")))?;
-    let mut config = shim::config();
+    let mut config = config();
     let signals = Ignored::install()?;
     if !config.no_sub_reaper {
         set_subreaper()?;
     }
-    let mut shim = SluiceShim::new(shim::RUNTIME_ID, &flags, &mut config).await;
+    let mut shim = SluiceShim::new(RUNTIME_ID, &flags, &mut config).await;
     if flags.socket.is_empty() {
         return Err(ServeError::Setup("Shim socket cannot be empty".into()));
     }
@@ -83,8 +84,7 @@ pub async fn run(flags: Flags) -> Result<(), ServeError> {
     let publisher = RemotePublisher::new(&ttrpc_address)
         .await
         .map_err(ServeError::Publisher)?;
-    let task = shim.create_task_service(publisher).await;
-    let services = guard::check_payloads(create_task(Arc::new(task)));
+    let services = task::services(Arc::new(shim.create_task_service(publisher).await));
 
     let Some(listener) = listen(&flags.socket).await? else {
         // Another shim serves this socket already: tell `start`, and leave.
@@ -111,6 +111,45 @@ pub async fn run(flags: Flags) -> Result<(), ServeError> {
         remove_socket(address.trim());
     }
     Ok(())
+}
+
+/// The Task service of this shim, publishing its events through our own ordered queue (the
+/// crate's publisher can reorder on retries).
+pub fn task_service(namespace: &str, id: &str, exit: Arc<ExitSignal>) -> Service {
+    if let Err(e) = crate::reaper::start() {
+        error!("cannot watch for child exits: {e}");
+    }
+    let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+    info!("serving namespace {namespace} for {id}");
+    // containerd starts the server in the first container's bundle; every bundle of this
+    // namespace sits beside it.
+    let bundle_root = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.parent().map(Path::to_path_buf));
+    let env = Env {
+        namespace: namespace.to_string(),
+        publisher: Publisher::connect(address, namespace.to_string()),
+        deadline: Runc::deadline_from_env(),
+        bundle_root,
+    };
+    Service::new(env, exit)
+}
+
+/// Removes the socket this shim was told to serve on (`-socket`), once it is done.
+///
+/// The crate removes the socket named in `./address`, but our working directory is the first
+/// container's bundle, which containerd may have deleted already (a group outlives its first
+/// container).
+pub fn remove_own_socket(socket: &str) {
+    if socket.is_empty() {
+        return;
+    }
+    let path = socket_path(socket);
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != ErrorKind::NotFound {
+            warn!("cannot remove socket {path}: {e}");
+        }
+    }
 }
 
 /// The signals the shim catches only so that they do not end it.
@@ -151,7 +190,7 @@ fn set_subreaper() -> Result<(), ServeError> {
 }
 
 fn bind(socket: &str) -> std::io::Result<UnixListener> {
-    let path = Path::new(shim::socket_path(socket));
+    let path = Path::new(socket_path(socket));
     if let Some(dir) = path.parent() {
         // `start` made it already, owner only; this covers a server started by hand.
         std::fs::DirBuilder::new()
@@ -170,7 +209,7 @@ async fn listen(socket: &str) -> Result<Option<Listener>, ServeError> {
         Ok(l) => l,
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
             for _ in 0..PROBES {
-                if UnixStream::connect(shim::socket_path(socket)).is_ok() {
+                if UnixStream::connect(socket_path(socket)).is_ok() {
                     tokio::fs::write("address", socket)
                         .await
                         .map_err(io("write address file"))?;
@@ -191,7 +230,7 @@ async fn listen(socket: &str) -> Result<Option<Listener>, ServeError> {
 
 /// Removes `address` if it names a socket.
 fn remove_socket(address: &str) {
-    let path = shim::socket_path(address);
+    let path = socket_path(address);
     let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
     if is_socket {
         if let Err(e) = std::fs::remove_file(path) {

@@ -1,7 +1,16 @@
-//! The ttrpc Task service: checks each request's input, finds the container, and hands over.
+//! The Task API (containerd's `task/service.go`): checks each request's input, finds the
+//! container, and hands over.
 //!
 //! Thin on purpose: no runc, no pipes, no state rules here; those live in `container`,
 //! `process` and `io`. The container map is locked for lookup and insert only.
+//!
+//! `methods.rs` lists the methods once; `guard.rs` checks payloads before they reach them;
+//! `checks.rs` holds the request field checks; [`services`] is what the ttrpc server serves.
+
+mod checks;
+mod guard;
+mod in_flight;
+mod methods;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -9,19 +18,22 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use async_trait::async_trait;
 use containerd_shim::{
     protos::{
         api::{self, Empty, Status},
         protobuf::MessageField,
-        shim_async::Task,
-        ttrpc::{self, r#async::TtrpcContext},
+        shim_async::create_task,
+        ttrpc::r#async::Service as TtrpcService,
     },
     ExitSignal,
 };
 use log::{debug, info};
 use sluice_shim_proto::{options, pids::process_details, time::timestamp};
 
+use self::{
+    checks::{check_bundle, check_exec_id, check_id, check_signal},
+    in_flight::{InFlight, Serving},
+};
 use crate::{
     container::{Container, CreateRequest, Env},
     error::{Error, Result},
@@ -29,34 +41,32 @@ use crate::{
     process::State,
 };
 
+/// The Task service's name on the wire in task API v2, which every containerd speaks.
+pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
+/// Its name in task API v3 (containerd 2.x): the same methods and message types.
+pub const TASK_SERVICE_V3: &str = "containerd.task.v3.Task";
+/// Every name the Task service answers to.
+pub const TASK_SERVICES: [&str; 2] = [TASK_SERVICE, TASK_SERVICE_V3];
+
+/// The ttrpc services of `task`, keyed by service name, each method behind the payload guard.
+///
+/// One implementation answers under both API versions: the generated `create_task` registers
+/// v2 only, so it is called twice and the second set of handlers (boxes, which do not clone)
+/// is registered under the v3 name.
+pub fn services(task: Arc<Service>) -> HashMap<String, TtrpcService> {
+    let mut services = create_task(task.clone());
+    if let Some(v3) = create_task(task).remove(TASK_SERVICE) {
+        services.insert(TASK_SERVICE_V3.to_string(), v3);
+    }
+    guard::check_payloads(services)
+}
+
 pub struct Service {
     env: Env,
     containers: Arc<Mutex<Containers>>,
     exit: Arc<ExitSignal>,
     /// RPCs being served: the shim exits only once every reply has been sent.
     in_flight: Arc<InFlight>,
-}
-
-#[derive(Default)]
-struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-/// Counts one RPC for as long as it lives.
-struct Serving(Arc<InFlight>);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if self
-            .0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 /// How long Shutdown waits for other RPCs (a Kill whose reply is still on its way).
@@ -67,65 +77,6 @@ struct Containers {
     live: HashMap<String, Arc<Container>>,
     /// IDs whose Create is in progress: taken, but not yet usable.
     creating: HashSet<String>,
-}
-
-/// Rejects IDs that could escape a directory or confuse runc.
-pub fn check_id(kind: &str, id: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::InvalidArgument(format!("{kind} ID is empty")));
-    }
-    if id.contains('/') || id.contains('\0') || id.contains("..") {
-        return Err(Error::InvalidArgument(format!(
-            "{kind} ID {id:?} contains '/', '..' or NUL"
-        )));
-    }
-    Ok(())
-}
-
-/// A bundle must be `<bundle root>/<id>`, as containerd lays them out: a request naming another
-/// directory would have runc run whatever config it finds there.
-pub fn check_bundle(id: &str, bundle: &str, root: Option<&std::path::Path>) -> Result<()> {
-    let refuse = |why: &str| {
-        Err(Error::InvalidArgument(format!(
-            "create container {id}: bundle {bundle:?} {why}"
-        )))
-    };
-    let path = std::path::Path::new(bundle);
-    if bundle.is_empty() || !path.is_absolute() {
-        return refuse("is not an absolute path");
-    }
-    if path
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return refuse("contains '..'");
-    }
-    if let Some(root) = root {
-        if path.parent() != Some(root) || path.file_name() != Some(std::ffi::OsStr::new(id)) {
-            return refuse(&format!("is not {}/{id}", root.display()));
-        }
-    }
-    Ok(())
-}
-
-fn check_exec_id(exec_id: &str) -> Result<()> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        check_id("exec", exec_id)
-    }
-}
-
-/// Signals from 1 to SIGRTMAX, real-time signals included.
-pub fn check_signal(signal: u32) -> Result<()> {
-    let max = libc::SIGRTMAX() as u32;
-    if (1..=max).contains(&signal) {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "signal {signal} is outside 1..={max}"
-        )))
-    }
 }
 
 fn status_of(state: State) -> Status {
@@ -148,10 +99,7 @@ impl Service {
     }
 
     fn serving(&self) -> Serving {
-        self.in_flight
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Serving(self.in_flight.clone())
+        self.in_flight.enter()
     }
 
     fn containers(&self) -> MutexGuard<'_, Containers> {
@@ -428,19 +376,7 @@ impl Service {
         let exit = self.exit.clone();
         let containers = self.containers.clone();
         tokio::spawn(async move {
-            let drained = tokio::time::timeout(SHUTDOWN_DRAIN, async {
-                loop {
-                    let idle = in_flight.idle.notified();
-                    tokio::pin!(idle);
-                    // Registered before the check, so a wake-up in between is not lost.
-                    idle.as_mut().enable();
-                    if in_flight.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                        return;
-                    }
-                    idle.await;
-                }
-            })
-            .await;
+            let drained = tokio::time::timeout(SHUTDOWN_DRAIN, in_flight.idle()).await;
             if drained.is_err() {
                 log::warn!("shutting down with RPCs still in flight after {SHUTDOWN_DRAIN:?}");
             }
@@ -453,40 +389,6 @@ impl Service {
         });
         Ok(Empty::new())
     }
-}
-
-macro_rules! adapt {
-    ($($name:ident($req:ty) -> $resp:ty;)*) => {
-        #[async_trait]
-        impl Task for Service {
-            $(
-                async fn $name(&self, _ctx: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
-                    let _serving = self.serving();
-                    Service::$name(self, req).await.map_err(Into::into)
-                }
-            )*
-        }
-    };
-}
-
-adapt! {
-    state(api::StateRequest) -> api::StateResponse;
-    create(api::CreateTaskRequest) -> api::CreateTaskResponse;
-    start(api::StartRequest) -> api::StartResponse;
-    delete(api::DeleteRequest) -> api::DeleteResponse;
-    pids(api::PidsRequest) -> api::PidsResponse;
-    pause(api::PauseRequest) -> Empty;
-    resume(api::ResumeRequest) -> Empty;
-    checkpoint(api::CheckpointTaskRequest) -> Empty;
-    kill(api::KillRequest) -> Empty;
-    exec(api::ExecProcessRequest) -> Empty;
-    resize_pty(api::ResizePtyRequest) -> Empty;
-    close_io(api::CloseIORequest) -> Empty;
-    update(api::UpdateTaskRequest) -> Empty;
-    wait(api::WaitRequest) -> api::WaitResponse;
-    stats(api::StatsRequest) -> api::StatsResponse;
-    connect(api::ConnectRequest) -> api::ConnectResponse;
-    shutdown(api::ShutdownRequest) -> Empty;
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use containerd_shim::{
         api,
         protobuf::{well_known_types::any::Any, Message, MessageField},
         shim::oci::Options,
-        ttrpc::Code,
+        ttrpc::{self, Code},
     },
     ExitSignal,
 };
@@ -647,4 +647,121 @@ async fn a_container_annotation_sets_the_runc_deadline_and_the_container_stays_m
         code(f.service.create(f.create_request("badann", &bad)).await),
         Code::INVALID_ARGUMENT
     );
+}
+
+/// A ttrpc server on a socket in the fixture's directory, serving [`services`] as the shim
+/// does, and a client of it.
+async fn serve_on_socket(f: &Fixture) -> (ttrpc::r#async::Server, ttrpc::r#async::Client) {
+    let path = f.dir.path().join("shim.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let listener = ttrpc::r#async::transport::Listener::try_from(listener).expect("listener");
+    let mut server = ttrpc::r#async::Server::new()
+        .add_listener(listener)
+        .register_service(services(f.service.clone()));
+    server.start().await.expect("start the ttrpc server");
+    let client = ttrpc::r#async::Client::connect(&format!("unix://{}", path.display()))
+        .await
+        .expect("connect");
+    (server, client)
+}
+
+/// The payload of the answer to `service/method`, or the status it was refused with.
+async fn call(
+    client: &ttrpc::r#async::Client,
+    service: &str,
+    method: &str,
+    payload: Vec<u8>,
+) -> std::result::Result<Vec<u8>, (Code, String)> {
+    let req = ttrpc::Request {
+        service: service.into(),
+        method: method.into(),
+        payload,
+        timeout_nano: Duration::from_secs(10).as_nanos() as i64,
+        ..Default::default()
+    };
+    match client.request(req).await {
+        Ok(resp) => Ok(resp.payload),
+        Err(ttrpc::Error::RpcStatus(s)) => Err((s.code(), s.message().to_string())),
+        Err(e) => panic!("{service}/{method}: transport error {e}"),
+    }
+}
+
+#[tokio::test]
+async fn task_api_v2_and_v3_give_the_same_answers_over_the_socket() {
+    let f = fixture();
+    f.create("wire", "exec sleep 1000", "true").await;
+    f.service.start(start_req("wire", "")).await.expect("start");
+    let (mut server, client) = serve_on_socket(&f).await;
+    let state = |id: &str| {
+        api::StateRequest {
+            id: id.into(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .expect("encode")
+    };
+    let connect = api::ConnectRequest {
+        id: "wire".into(),
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .expect("encode");
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("State", state("wire")),
+        ("State", state("nope")),
+        ("State", state("../x")),
+        ("Connect", connect),
+    ];
+    for (method, payload) in cases {
+        let v2 = call(&client, TASK_SERVICE, method, payload.clone()).await;
+        let v3 = call(&client, TASK_SERVICE_V3, method, payload).await;
+        assert_eq!(v2, v3, "{method}");
+    }
+    let running = api::StateResponse::parse_from_bytes(
+        &call(&client, TASK_SERVICE_V3, "State", state("wire"))
+            .await
+            .expect("v3 State"),
+    )
+    .expect("decode");
+    assert_eq!(running.status(), api::Status::RUNNING);
+    assert_eq!(
+        call(&client, TASK_SERVICE_V3, "State", state("nope"))
+            .await
+            .map_err(|(c, _)| c),
+        Err(Code::NOT_FOUND)
+    );
+    // The guard stands in front of both, and names the service the call came in on.
+    let not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
+    for service in TASK_SERVICES {
+        let (code, message) = call(&client, service, "Kill", not_utf8.clone())
+            .await
+            .expect_err("garbage payload");
+        assert_eq!(code, Code::INVALID_ARGUMENT, "{service}");
+        assert!(
+            message.starts_with(&format!("cannot decode {service}/Kill request: ")),
+            "{message}"
+        );
+    }
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn an_unknown_service_or_method_is_refused_as_before() {
+    let f = fixture();
+    let (mut server, client) = serve_on_socket(&f).await;
+    assert_eq!(
+        call(&client, "containerd.task.v4.Task", "State", Vec::new()).await,
+        Err((
+            Code::INVALID_ARGUMENT,
+            "containerd.task.v4.Task service does not exist".into()
+        ))
+    );
+    for service in TASK_SERVICES {
+        assert_eq!(
+            call(&client, service, "Nope", Vec::new()).await,
+            Err((Code::UNIMPLEMENTED, "Nope method".into())),
+            "{service}"
+        );
+    }
+    server.shutdown().await.expect("shutdown");
 }
