@@ -236,6 +236,39 @@ impl OomWatcher {
     }
 }
 
+impl OomWatcher {
+    /// Whether an OOM kill happened that `next` has not reported yet, without waiting: the
+    /// final read when the container's init exits, so that its OOM is told before its exit
+    /// (containerd #12714). What it reports, `next` will not report again.
+    pub fn check_now(&mut self) -> bool {
+        match &mut self.kind {
+            Kind::V1 { eventfd, ended, .. } => {
+                if *ended {
+                    return false;
+                }
+                let mut count = [0u8; 8];
+                // Non-blocking: EAGAIN when the kernel signalled nothing since the last read.
+                matches!(eventfd.get_ref().read(&mut count), Ok(8))
+            }
+            Kind::V2 {
+                memory_events,
+                last,
+                pending,
+                ..
+            } => {
+                let grew = match oom_count(memory_events) {
+                    Some(count) if count > *last => {
+                        *last = count;
+                        true
+                    }
+                    _ => false,
+                };
+                std::mem::take(pending) || grew
+            }
+        }
+    }
+}
+
 /// `oom_kill` of `memory.events`, or `oom` on a kernel without `oom_kill`; `None` if the file
 /// cannot be read (the cgroup is gone).
 fn oom_count(memory_events: &Path) -> Option<u64> {

@@ -862,6 +862,28 @@ async fn cgroup_v2_oom_watcher_fires_when_oom_kill_increases() {
     assert_eq!(tokio::time::timeout(WITHIN, w.next()).await, Ok(None));
 }
 
+/// The final read at an init's exit reports a kill the inotify event has not yet delivered,
+/// once: `next` does not report it again.
+#[tokio::test]
+async fn cgroup_v2_oom_check_now_reports_an_untold_kill_once() {
+    let f = V2Fixture::new();
+    let events = f.dir().join("memory.events");
+    let counters = |kill: u64| format!("low 0\nhigh 0\nmax 0\noom {kill}\noom_kill {kill}\n");
+    fs::write(&events, counters(0)).expect("write");
+    put(&f.dir(), "cgroup.events", "populated 1\nfrozen 0\n");
+    let mut w = f.cgroup().oom_watcher().expect("watcher");
+    assert!(!w.check_now(), "no kill yet");
+    fs::write(&events, counters(1)).expect("rewrite");
+    assert!(w.check_now(), "the kill, before its inotify event is read");
+    assert!(!w.check_now(), "told once");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), w.next())
+            .await
+            .is_err(),
+        "next does not tell it again"
+    );
+}
+
 #[tokio::test]
 async fn cgroup_v2_oom_watcher_ends_when_the_cgroup_is_removed() {
     let f = V2Fixture::new();

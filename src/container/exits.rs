@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use log::{debug, info, warn};
 use sluice_shim_proto::events::TaskEvent;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{lock, Container};
 use crate::{
@@ -15,6 +16,15 @@ use crate::{
 
 /// How long an exit waits for the process's output to be read (see `settle_output`).
 const EXIT_SETTLE_LIMIT: Duration = Duration::from_millis(500);
+/// How long an init's exit waits for the OOM watch's final read (see `last_oom_check`).
+const OOM_CHECK_LIMIT: Duration = Duration::from_millis(200);
+
+/// A container's OOM watch: the task that publishes TaskOOM, and a way to ask it for a final
+/// read now.
+pub(super) struct OomWatch {
+    task: tokio::task::JoinHandle<()>,
+    check: mpsc::UnboundedSender<oneshot::Sender<()>>,
+}
 
 /// Guarded by `Container::order`, which is held while an exit is published so that an init's
 /// exit can never overtake the exit of an exec that is still running.
@@ -59,6 +69,7 @@ impl Container {
                 }
             }
             Kind::Init => {
+                self.last_oom_check().await;
                 if self.kill_all_on_exit {
                     self.kill_leftovers().await;
                 }
@@ -130,21 +141,48 @@ impl Container {
         };
         let publisher = self.publisher.clone();
         let id = self.id.clone();
+        let (check, mut checks) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+        let oom = move || {
+            info!("container {id}: out of memory");
+            publisher.publish(TaskEvent::Oom {
+                container_id: id.clone(),
+            });
+        };
         let task = tokio::spawn(async move {
-            while watcher.next().await.is_some() {
-                info!("container {id}: out of memory");
-                publisher.publish(TaskEvent::Oom {
-                    container_id: id.clone(),
-                });
+            loop {
+                tokio::select! {
+                    seen = watcher.next() => match seen {
+                        Some(()) => oom(),
+                        // Checks still queued are answered by their sender's drop.
+                        None => break,
+                    },
+                    Some(done) = checks.recv() => {
+                        if watcher.check_now() {
+                            oom();
+                        }
+                        let _ = done.send(());
+                    }
+                }
             }
         });
-        *lock(&self.oom_watch) = Some(task);
+        *lock(&self.oom_watch) = Some(OomWatch { task, check });
+    }
+
+    /// The final OOM read when init exits: a kill not yet told is published now, before the
+    /// exit. Bounded: the watch task answers at once unless it is gone.
+    async fn last_oom_check(&self) {
+        let check = lock(&self.oom_watch).as_ref().map(|w| w.check.clone());
+        let Some(check) = check else { return };
+        let (done, answered) = oneshot::channel();
+        if check.send(done).is_ok() {
+            let _ = tokio::time::timeout(OOM_CHECK_LIMIT, answered).await;
+        }
     }
 
     /// Stops the OOM watch (at delete).
     pub(super) fn stop_oom_watch(&self) {
-        if let Some(t) = lock(&self.oom_watch).take() {
-            t.abort();
+        if let Some(w) = lock(&self.oom_watch).take() {
+            w.task.abort();
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::{
     process::{ExitInfo, Kind, Op, Process, Snapshot, State},
     runc::{files::Scratch, CheckpointArgs, CreateOpts, Runc},
 };
-use exits::ExitOrder;
+use exits::{ExitOrder, OomWatch};
 
 type Result<T> = std::result::Result<T, ContainerError>;
 
@@ -79,7 +79,7 @@ pub struct Container {
     order: Mutex<ExitOrder>,
     publisher: Publisher,
     /// Publishes TaskOOM for this container's cgroup; stopped at delete.
-    oom_watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    oom_watch: Mutex<Option<OomWatch>>,
     /// Set until Start restores the container from a checkpoint.
     restore: Mutex<Option<Restore>>,
     /// The container shares the host's (or another) pid namespace: its processes do not die
