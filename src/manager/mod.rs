@@ -6,6 +6,7 @@
 //! after a shim that died), and with neither verb, serving ([`serve`]: the socket and the ttrpc
 //! server in front of [`crate::task`]). containerd 2.x also asks `-info` ([`info`]).
 
+mod daemon;
 mod delete;
 mod info;
 mod serve;

@@ -18,13 +18,17 @@ use std::{
 };
 
 use containerd_shim::{Error as ShimError, StartOpts};
-use log::warn;
+use log::{debug, warn};
 use sluice_shim_proto::{
-    bootstrap::{self, StartInput},
+    bootstrap::{
+        self,
+        reply::{choose_reply, MountCapabilities, Served, StartFacts},
+        StartInput,
+    },
     options::RuncOptions,
 };
 
-use super::{other, socket_path};
+use super::{daemon, other, socket_path};
 
 /// Annotations that put containers into one shim (the Go shim's list).
 const GROUP_ANNOTATIONS: [&str; 2] = [
@@ -36,26 +40,69 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Makes sure a shim serves this container's group; returns what `start` prints on stdout.
 pub fn start(bundle: &Path, mut opts: StartOpts) -> Result<String, ShimError> {
-    let runc_options = read_input(&mut opts)?;
+    let input = read_input(&mut opts)?;
+    let runc_options = input
+        .runc_options()
+        .map_err(|e| other(format!("start container {}: {e}", opts.id)))?;
     let group = group_of(bundle, &opts.id);
     let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
-    if !serving(&address) {
+    let serves_v3 = if serving(&address) {
+        daemon::server_is_this_binary(socket_path(&address))
+    } else {
         spawn_for_group(&opts, &address, &runc_options)?;
-    }
+        true
+    };
     std::fs::write(bundle.join("address"), &address)
         .map_err(|e| other(format!("write address file: {e}")))?;
-    Ok(bootstrap_reply(&address))
+    bootstrap_reply(bundle, &input, &opts, &address, serves_v3)
 }
 
-/// The reply containerd reads from `start`'s stdout: the bare socket address, which every
-/// containerd from 1.6 on takes as a shim serving task API v2.
-fn bootstrap_reply(address: &str) -> String {
-    address.to_string()
+/// The reply containerd reads from `start`'s stdout: the newest task API both the daemon and
+/// the group's server speak, in the form that daemon reads (docs/bootstrap.md).
+fn bootstrap_reply(
+    bundle: &Path,
+    input: &StartInput,
+    opts: &StartOpts,
+    address: &str,
+    serves_v3: bool,
+) -> Result<String, ShimError> {
+    let max_shim_version = std::env::var("MAX_SHIM_VERSION").ok();
+    // Asked only where it decides something: a daemon that sets MAX_SHIM_VERSION and sends no
+    // BootstrapParams is 1.7 (task v2 only) or 2.0–2.2 (task v3), and nothing else tells which.
+    let daemon_version = match (input, &max_shim_version) {
+        (StartInput::Bootstrap(_), _) | (_, None) => None,
+        _ => daemon::version(&opts.publish_binary, bundle),
+    };
+    let facts = StartFacts {
+        stdin: input,
+        cli_id: &opts.id,
+        cli_namespace: &opts.namespace,
+        max_shim_version: max_shim_version.as_deref(),
+        daemon_version,
+    };
+    let mounts = MountCapabilities::default();
+    let served = Served {
+        address,
+        serves_v3,
+        mount_capabilities: Some(&mounts),
+    };
+    let what = || format!("start container {}", opts.id);
+    let reply = choose_reply(&facts, &served).map_err(|e| other(format!("{}: {e}", what())))?;
+    debug!(
+        "{}: daemon {:?}, task API {:?}, reply as {:?}",
+        what(),
+        reply.daemon,
+        reply.task_api,
+        reply.form
+    );
+    // The crate writes a String; a result for an address under 128 bytes is ASCII throughout.
+    String::from_utf8(reply.bytes)
+        .map_err(|_| other(format!("{}: the bootstrap result is not UTF-8", what())))
 }
 
-/// Reads what containerd writes to stdin (its options or, from 2.3 on, BootstrapParams) into
-/// `opts`; returns the runc options.
-fn read_input(opts: &mut StartOpts) -> Result<RuncOptions, ShimError> {
+/// Reads what containerd writes to stdin (its options or, from 2.3 on, BootstrapParams) and
+/// fills in from it what the flags left empty.
+fn read_input(opts: &mut StartOpts) -> Result<StartInput, ShimError> {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
     let input =
@@ -69,9 +116,7 @@ fn read_input(opts: &mut StartOpts) -> Result<RuncOptions, ShimError> {
         }
     }
     opts.debug |= input.wants_debug();
-    input
-        .runc_options()
-        .map_err(|e| other(format!("start container {}: {e}", opts.id)))
+    Ok(input)
 }
 
 /// The group this bundle's container belongs to: a group annotation, or its own ID.
