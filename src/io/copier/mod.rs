@@ -8,42 +8,38 @@
 //!
 //! While runc runs, everything read is also recorded in a [`Tail`]: runc and `runc init` write
 //! their own failure text into the process's stderr, and that text is the error containerd sees.
+//!
+//! Two tasks share one [`State`] under one lock: the reader (the only one that reads the source)
+//! and the writer (the only one that writes queued chunks to the sink). Which of the above
+//! applies is the state's [`Mode`], changed only through [`mode::next`]. The reader splices into
+//! a pipe sink itself, but only when the writer is idle (nothing queued, no chunk in flight), so
+//! one task writes to the sink at a time.
+
+mod mode;
+mod sink;
 
 use std::{
     collections::VecDeque,
-    os::fd::OwnedFd,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
 };
 
 use log::{debug, warn};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt},
     net::unix::pipe,
     sync::{watch, Notify},
 };
 
 use crate::tail::Tail;
+use mode::{Admit, Event, Mode};
+pub use sink::Sink;
+#[cfg(test)]
+use sink::READ_OUT_LIMIT;
+use sink::{read_out, Writer};
 
 /// Bytes held for a sink that does not keep up (read buffer of the copier).
 pub const QUEUE_CAP: usize = 4 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
-
-/// Where the output goes.
-#[derive(Debug)]
-pub enum Sink {
-    /// A FIFO that containerd (or its client) reads.
-    Fifo(PathBuf),
-    /// A file, appended to (`file://`).
-    File(PathBuf),
-    /// The write end of a pipe a logging binary reads (`binary://`).
-    Pipe(OwnedFd),
-    /// Nowhere: the process was started without this stream.
-    Null,
-}
 
 /// Where the process's output comes from.
 pub enum Source {
@@ -72,121 +68,90 @@ impl AsyncRead for Source {
     }
 }
 
-/// An open sink. A pipe is shared with the reader, which splices into it when it may.
-enum Writer {
-    Pipe(Arc<pipe::Sender>),
-    Other(Box<dyn AsyncWrite + Send + Unpin>),
-}
-
-impl Writer {
-    async fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Writer::Other(w) => w.write_all(data).await,
-            Writer::Pipe(p) => {
-                while !data.is_empty() {
-                    p.writable().await?;
-                    match p.try_write(data) {
-                        Ok(n) => data = &data[n..],
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn flush(&mut self) {
-        if let Writer::Other(w) = self {
-            let _ = w.flush().await;
-        }
-    }
-}
-
-/// Opens `sink`; `None` means everything will be discarded.
-async fn open(name: &str, sink: Sink, give_up: impl Fn() -> bool) -> Option<Writer> {
-    let opened: std::io::Result<Option<Writer>> = match sink {
-        Sink::Null => Ok(None),
-        Sink::Fifo(path) => match crate::io::fifo::open_writer(&path, give_up).await {
-            Ok(Some(w)) => Ok(Some(Writer::Pipe(Arc::new(w)))),
-            Ok(None) => {
-                debug!("{name}: nobody opened {}; output discarded", path.display());
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
-        Sink::File(path) => {
-            if let Some(dir) = path.parent() {
-                let _ = tokio::fs::create_dir_all(dir).await;
-            }
-            tokio::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .await
-                .map(|f| Some(Writer::Other(Box::new(f))))
-        }
-        Sink::Pipe(fd) => pipe::Sender::from_owned_fd(fd).map(|s| Some(Writer::Pipe(Arc::new(s)))),
-    };
-    match opened {
-        Ok(w) => w,
-        Err(e) => {
-            warn!("{name}: cannot open the output sink: {e}; discarding output");
-            None
-        }
-    }
-}
-
-#[derive(Default)]
-struct Queue {
+/// Everything the reader and the writer share.
+struct State {
+    mode: Mode,
+    /// Read, not yet given to the sink.
     chunks: VecDeque<Vec<u8>>,
     bytes: usize,
+    /// The source is at its end: nothing more will be queued.
     eof: bool,
-    /// The sink failed for good: read and discard.
-    dead: bool,
-    /// The FIFO's reader went away (EPIPE): read and discard until a reader opens it again.
-    detached: bool,
     /// The writer holds a chunk it has not finished writing: no splicing past it.
     writing: bool,
     discarded: u64,
+    /// Records what is read while runc runs; dropped when runc returns.
+    tail: Option<Arc<Tail>>,
+    /// The open pipe sink, for splicing.
+    splice_to: Option<Arc<pipe::Sender>>,
+}
+
+impl State {
+    fn new(tail: Option<Arc<Tail>>) -> State {
+        State {
+            mode: Mode::RuncRunning,
+            chunks: VecDeque::new(),
+            bytes: 0,
+            eof: false,
+            writing: false,
+            discarded: 0,
+            tail,
+            splice_to: None,
+        }
+    }
+
+    /// Moves on `event`; whether the mode changed. A mode that discards drops what is queued.
+    fn apply(&mut self, event: Event) -> bool {
+        let old = self.mode;
+        self.mode = mode::next(old, event);
+        if self.mode.discards() {
+            self.discarded += self.bytes as u64;
+            self.chunks.clear();
+            self.bytes = 0;
+        }
+        self.mode != old
+    }
+
+    /// Whether the writer has nothing left to do: everything read was delivered or dropped.
+    fn drained(&self) -> bool {
+        self.eof && self.bytes == 0
+    }
 }
 
 struct Shared {
     name: String,
-    queue: Mutex<Queue>,
-    runc_phase: AtomicBool,
-    tail: Mutex<Option<Arc<Tail>>>,
-    /// The open pipe sink, for splicing.
-    splice_to: Mutex<Option<Arc<pipe::Sender>>>,
+    state: Mutex<State>,
+    /// Wakes the reader: space in the queue, the writer idle, a change of mode.
     space: Notify,
+    /// Wakes the writer: bytes queued, the end of the source, a change of mode.
     data: Notify,
 }
 
 impl Shared {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves on `event`; on a change of mode both tasks look again.
+    fn apply(&self, event: Event) {
+        if self.state().apply(event) {
+            self.space.notify_one();
+            self.data.notify_one();
+        }
     }
 
     fn set_splice_to(&self, to: Option<Arc<pipe::Sender>>) {
-        *self.splice_to.lock().unwrap_or_else(|p| p.into_inner()) = to;
+        self.state().splice_to = to;
     }
 
     /// Whether the reader may splice: after runc's phase, into a live pipe sink. `Some(false)`:
     /// once the writer has delivered what is queued.
     fn splice_target(&self) -> Option<(Arc<pipe::Sender>, bool)> {
-        if self.runc_phase.load(Ordering::SeqCst) {
+        let s = self.state();
+        if !s.mode.may_splice() {
             return None;
         }
-        let to = self
-            .splice_to
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
-        let q = self.queue();
-        if q.dead || q.detached {
-            return None;
-        }
-        Some((to, !q.writing && q.chunks.is_empty()))
+        let to = s.splice_to.clone()?;
+        Some((to, !s.writing && s.chunks.is_empty()))
     }
 }
 
@@ -208,10 +173,7 @@ impl OutputCopier {
         let source = source.into();
         let shared = Arc::new(Shared {
             name,
-            queue: Mutex::new(Queue::default()),
-            runc_phase: AtomicBool::new(true),
-            tail: Mutex::new(tail),
-            splice_to: Mutex::new(None),
+            state: Mutex::new(State::new(tail)),
             space: Notify::new(),
             data: Notify::new(),
         });
@@ -224,19 +186,15 @@ impl OutputCopier {
     /// runc has returned: from now on a slow sink slows the process instead of losing bytes,
     /// and nothing more is recorded for runc's error text.
     pub fn end_runc_phase(&self) {
-        self.shared.runc_phase.store(false, Ordering::SeqCst);
-        *self.shared.tail.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.shared.state().tail = None;
+        self.shared.apply(Event::RuncReturned);
         self.shared.space.notify_one();
     }
 
     /// Stops delivering: everything read from now on is discarded (the process is being
     /// deleted and nobody will read the sink again).
     pub fn abandon(&self) {
-        let mut q = self.shared.queue();
-        q.dead = true;
-        q.chunks.clear();
-        q.bytes = 0;
-        drop(q);
+        self.shared.apply(Event::Abandoned);
         self.shared.space.notify_one();
         self.shared.data.notify_one();
     }
@@ -248,34 +206,21 @@ impl OutputCopier {
     }
 }
 
+/// What the reader does next.
+enum Step {
+    Continue,
+    End,
+}
+
 async fn read_loop(shared: Arc<Shared>, mut source: Source) {
     let mut buf = vec![0u8; CHUNK];
     let mut warned = false;
     loop {
         if let (Source::Pipe(rx), Some((to, now))) = (&source, shared.splice_target()) {
-            if !now {
-                // Bytes already read go first; splice once the writer has delivered them.
-                shared.space.notified().await;
-                continue;
+            match splice_step(&shared, rx, &to, now).await {
+                Step::Continue => continue,
+                Step::End => break,
             }
-            let keep_going = || {
-                let q = shared.queue();
-                !(q.dead || q.detached)
-            };
-            match super::splice::forward(rx, &to, keep_going, &shared.space).await {
-                super::splice::End::Eof => break,
-                super::splice::End::SinkGone => {
-                    warn!(
-                        "{}: sink failed (broken pipe); discarding output meanwhile",
-                        shared.name
-                    );
-                    shared.set_splice_to(None);
-                    shared.queue().detached = true;
-                    shared.data.notify_one();
-                }
-                super::splice::End::Yield => {}
-            }
-            continue;
         }
         let n = match source.read(&mut buf).await {
             Ok(0) => break,
@@ -286,47 +231,79 @@ async fn read_loop(shared: Arc<Shared>, mut source: Source) {
                 break;
             }
         };
-        if let Some(tail) = shared
-            .tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            tail.push(&buf[..n]);
+        take_in(&shared, &buf[..n], &mut warned).await;
+    }
+    shared.state().eof = true;
+    shared.data.notify_one();
+}
+
+/// Splices into the sink while the mode allows it, or waits for the queue to be delivered.
+async fn splice_step(shared: &Shared, rx: &pipe::Receiver, to: &pipe::Sender, now: bool) -> Step {
+    if !now {
+        // Bytes already read go first; splice once the writer has delivered them.
+        shared.space.notified().await;
+        return Step::Continue;
+    }
+    let keep_going = || shared.state().mode.may_splice();
+    match super::splice::forward(rx, to, keep_going, &shared.space).await {
+        super::splice::End::Eof => return Step::End,
+        super::splice::End::SinkGone => {
+            warn!(
+                "{}: sink failed (broken pipe); discarding output meanwhile",
+                shared.name
+            );
+            shared.set_splice_to(None);
+            shared.apply(Event::ReaderGone);
+            shared.data.notify_one();
         }
-        loop {
-            let queued = {
-                let mut q = shared.queue();
-                if q.dead || q.detached {
-                    q.discarded += n as u64;
-                    true
-                } else if q.bytes + n <= QUEUE_CAP || q.bytes == 0 {
-                    q.bytes += n;
-                    q.chunks.push_back(buf[..n].to_vec());
-                    shared.data.notify_one();
-                    true
-                } else if shared.runc_phase.load(Ordering::SeqCst) {
-                    q.discarded += n as u64;
-                    if !warned {
-                        warned = true;
-                        warn!(
-                            "{}: sink is not reading while runc runs; discarding output past {} bytes",
-                            shared.name, QUEUE_CAP
-                        );
-                    }
-                    true
-                } else {
-                    false
+        super::splice::End::Yield => {}
+    }
+    Step::Continue
+}
+
+/// Records a chunk just read (while runc runs) and queues it, discards it, or waits for room,
+/// as the mode says.
+async fn take_in(shared: &Shared, chunk: &[u8], warned: &mut bool) {
+    let tail = shared.state().tail.clone();
+    if let Some(tail) = tail {
+        tail.push(chunk);
+    }
+    loop {
+        let admitted = {
+            let mut s = shared.state();
+            let admit = mode::admit(s.mode, s.bytes, chunk.len());
+            match admit {
+                Admit::Queue => {
+                    s.bytes += chunk.len();
+                    s.chunks.push_back(chunk.to_vec());
                 }
-            };
-            if queued {
-                break;
+                Admit::Discard | Admit::DiscardOverCap => s.discarded += chunk.len() as u64,
+                Admit::Wait => {
+                    s.apply(Event::QueueFull);
+                }
             }
-            shared.space.notified().await;
+            admit
+        };
+        match admitted {
+            Admit::Queue => {
+                shared.data.notify_one();
+                return;
+            }
+            Admit::Discard => return,
+            Admit::DiscardOverCap => {
+                if !*warned {
+                    *warned = true;
+                    warn!(
+                        "{}: sink is not reading while runc runs; discarding output past {} bytes",
+                        shared.name, QUEUE_CAP
+                    );
+                }
+                return;
+            }
+            // Backpressure: after runc, a slow sink slows the process, as with the stock shim.
+            Admit::Wait => shared.space.notified().await,
         }
     }
-    shared.queue().eof = true;
-    shared.data.notify_one();
 }
 
 async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) {
@@ -334,23 +311,19 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
         Sink::Fifo(path) => Some(path.clone()),
         _ => None,
     };
-    let mut writer = open(&shared.name, sink, || {
+    let mut writer = sink::open(&shared.name, sink, || {
         // Keep trying while there is something to deliver, until the process is deleted.
-        let q = shared.queue();
-        q.dead || (q.eof && q.bytes == 0)
+        let s = shared.state();
+        s.mode == Mode::Dead || s.drained()
     })
     .await;
     if writer.is_none() {
-        let mut q = shared.queue();
-        q.dead = true;
-        q.discarded += q.bytes as u64;
-        q.chunks.clear();
-        q.bytes = 0;
+        shared.apply(Event::SinkFailed);
     }
     offer_splice(&shared, &writer);
     shared.space.notify_one();
     loop {
-        if shared.queue().detached {
+        if matches!(shared.state().mode, Mode::ReaderDetached { .. }) {
             writer = None;
             match reattach(&shared, fifo.as_deref()).await {
                 Some(w) => writer = Some(w),
@@ -361,14 +334,15 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
             shared.space.notify_one();
         }
         let next = {
-            let mut q = shared.queue();
-            match q.chunks.pop_front() {
+            let mut s = shared.state();
+            match s.chunks.pop_front() {
                 Some(c) => {
-                    q.bytes -= c.len();
-                    q.writing = true;
+                    s.bytes -= c.len();
+                    s.writing = true;
+                    s.apply(Event::SpaceFreed);
                     Some(c)
                 }
-                None if q.eof => break,
+                None if s.eof => break,
                 None => None,
             }
         };
@@ -378,31 +352,8 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
         };
         shared.space.notify_one();
         if let Some(w) = writer.as_mut() {
-            let written = w.write_all(&chunk).await;
-            shared.queue().writing = false;
-            // The reader may splice again once the queue is empty.
-            shared.space.notify_one();
-            if let Err(e) = written {
-                // EPIPE: the reader went away (a client killed, containerd restarting). Keep
-                // draining so the process never blocks on a sink nobody reads; a FIFO is
-                // reopened when a reader comes back.
-                warn!(
-                    "{}: sink failed ({e}); discarding output meanwhile",
-                    shared.name
-                );
+            if !deliver(&shared, w, &chunk, fifo.is_some()).await {
                 writer = None;
-                shared.set_splice_to(None);
-                let mut q = shared.queue();
-                if fifo.is_some() {
-                    q.detached = true;
-                } else {
-                    q.dead = true;
-                }
-                q.discarded += (chunk.len() + q.bytes) as u64;
-                q.chunks.clear();
-                q.bytes = 0;
-                drop(q);
-                shared.space.notify_one();
             }
         }
     }
@@ -417,40 +368,38 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
     let _ = done.send(true);
 }
 
-/// How long the end of a stream waits for its reader to take the bytes still in the sink.
-pub const READ_OUT_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Waits (up to [`READ_OUT_LIMIT`]) until the reader has taken everything out of a pipe sink.
-///
-/// "Delivered" must mean read, not only written: ctr 1.6 closes its FIFOs as soon as it sees
-/// the exit, before it waits for EOF, and whatever is still in the FIFO then is lost (the
-/// stock shim is slow enough at telling the exit that this rarely shows with it). The exit is
-/// told after this (see `ProcessIo::wait_delivered`).
-async fn read_out(name: &str, p: &pipe::Sender) {
-    use std::os::fd::AsRawFd;
-    let deadline = tokio::time::Instant::now() + READ_OUT_LIMIT;
-    let mut pause = std::time::Duration::from_millis(1);
-    loop {
-        let mut unread: libc::c_int = 0;
-        // SAFETY: FIONREAD on a pipe descriptor we hold, into an int we own.
-        let rc = unsafe { libc::ioctl(p.as_raw_fd(), libc::FIONREAD, &mut unread) };
-        if rc != 0 || unread == 0 {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            debug!("{name}: {unread} bytes still unread in the sink at close");
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+/// Writes one chunk; false if the sink failed (and the copier now discards).
+async fn deliver(shared: &Shared, w: &mut Writer, chunk: &[u8], fifo: bool) -> bool {
+    let written = w.write_all(chunk).await;
+    shared.state().writing = false;
+    // The reader may splice again once the queue is empty.
+    shared.space.notify_one();
+    let Err(e) = written else {
+        return true;
+    };
+    // EPIPE: the reader went away (a client killed, containerd restarting). Keep
+    // draining so the process never blocks on a sink nobody reads; a FIFO is
+    // reopened when a reader comes back.
+    warn!(
+        "{}: sink failed ({e}); discarding output meanwhile",
+        shared.name
+    );
+    {
+        let mut s = shared.state();
+        s.splice_to = None;
+        s.discarded += chunk.len() as u64;
+        s.apply(if fifo {
+            Event::ReaderGone
+        } else {
+            Event::SinkFailed
+        });
     }
+    shared.space.notify_one();
+    false
 }
 
 fn offer_splice(shared: &Shared, writer: &Option<Writer>) {
-    shared.set_splice_to(match writer {
-        Some(Writer::Pipe(p)) => Some(p.clone()),
-        _ => None,
-    });
+    shared.set_splice_to(writer.as_ref().and_then(Writer::pipe));
 }
 
 /// Waits for a reader to open the FIFO again; None if the output ends first.
@@ -459,14 +408,14 @@ async fn reattach(shared: &Shared, fifo: Option<&std::path::Path>) -> Option<Wri
     let path = fifo?;
     loop {
         {
-            let q = shared.queue();
-            if q.dead || q.eof {
+            let s = shared.state();
+            if s.mode == Mode::Dead || s.eof {
                 return None;
             }
         }
         match pipe::OpenOptions::new().open_sender(path) {
             Ok(s) => {
-                shared.queue().detached = false;
+                shared.apply(Event::ReaderBack);
                 log::info!("{}: a reader is back; delivering output again", shared.name);
                 return Some(Writer::Pipe(Arc::new(s)));
             }
