@@ -398,84 +398,235 @@ impl XorShift {
     }
 }
 
-/// The random requests, one row per Task method: its request type, the client call, and the
-/// fields drawn after `id`, in draw order (the seed fixes the whole sequence, so a row's fields
-/// must keep their order). `exec_id` is drawn for every request, used where the message has one.
-macro_rules! random_requests {
-    (|$rng:ident, $exec_id:ident| $($name:literal => $req:ident, $call:ident { $($field:ident: $val:expr),* $(,)? })*) => {
-        const METHODS: &[&str] = &[$($name),*];
-
-        fn send_random(
-            t: &TaskClient,
-            method: &str,
-            id: String,
-            $exec_id: String,
-            $rng: &mut XorShift,
-        ) -> String {
-            match method {
-                $($name => {
-                    let mut r = $req::new();
-                    r.id = id;
-                    $(r.$field = $val;)*
-                    code_of(t.$call(ctx(), &r))
-                })*
-                other => panic!("no random request for {other}"),
-            }
-        }
-    };
+/// The IDs a random request carries: `id` always, `exec_id` where the message has one.
+struct Ids {
+    id: String,
+    exec_id: String,
 }
 
-random_requests! { |rng, exec_id|
-    "State" => StateRequest, state { exec_id: exec_id }
-    "Create" => CreateTaskRequest, create {
-        bundle: if rng.bool() { format!("/tmp/{}", rng.text()) } else { rng.text() },
-        terminal: rng.bool(),
-        stdin: rng.text(),
-        stdout: rng.text(),
-        stderr: rng.text(),
-        checkpoint: rng.text(),
-        options: rng.maybe_any(),
-    }
-    "Start" => StartRequest, start { exec_id: exec_id }
-    "Delete" => DeleteRequest, delete { exec_id: exec_id }
-    "Pids" => PidsRequest, pids {}
-    "Pause" => PauseRequest, pause {}
-    "Resume" => ResumeRequest, resume {}
-    "Checkpoint" => CheckpointTaskRequest, checkpoint { path: rng.text(), options: rng.maybe_any() }
-    "Kill" => KillRequest, kill {
-        exec_id: exec_id,
-        signal: rng.next() as u32 % 80,
-        all: rng.bool(),
-    }
-    "Exec" => ExecProcessRequest, exec {
-        exec_id: exec_id,
-        terminal: rng.bool(),
-        stdin: rng.text(),
-        stdout: rng.text(),
-        stderr: rng.text(),
-        spec: rng.maybe_any(),
-    }
-    "ResizePty" => ResizePtyRequest, resize_pty {
-        exec_id: exec_id,
-        width: rng.next() as u32,
-        height: rng.next() as u32,
-    }
-    "CloseIO" => CloseIORequest, close_io { exec_id: exec_id, stdin: rng.bool() }
-    "Update" => UpdateTaskRequest, update { resources: rng.maybe_any() }
-    "Wait" => WaitRequest, wait { exec_id: exec_id }
-    "Stats" => StatsRequest, stats {}
-    "Connect" => ConnectRequest, connect {}
+/// One Task method of the random requests: its name, and how to fill in and send its request
+/// from the drawn [`Ids`] and further draws. Struct literals evaluate their fields in the order
+/// written, which is the draw order: the seed fixes the whole sequence, so keep it.
+struct RandomRpc {
+    name: &'static str,
+    send: fn(&TaskClient, Ids, &mut XorShift) -> String,
 }
+
+/// Every Task method, each filled in from the generator (`..Default::default()`: the rest unset).
+const RANDOM_RPCS: [RandomRpc; 16] = [
+    RandomRpc {
+        name: "State",
+        send: |t, i, _| {
+            let r = StateRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                ..Default::default()
+            };
+            code_of(t.state(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Create",
+        send: |t, i, rng| {
+            let r = CreateTaskRequest {
+                id: i.id,
+                bundle: if rng.bool() {
+                    format!("/tmp/{}", rng.text())
+                } else {
+                    rng.text()
+                },
+                terminal: rng.bool(),
+                stdin: rng.text(),
+                stdout: rng.text(),
+                stderr: rng.text(),
+                checkpoint: rng.text(),
+                options: rng.maybe_any(),
+                ..Default::default()
+            };
+            code_of(t.create(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Start",
+        send: |t, i, _| {
+            let r = StartRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                ..Default::default()
+            };
+            code_of(t.start(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Delete",
+        send: |t, i, _| {
+            let r = DeleteRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                ..Default::default()
+            };
+            code_of(t.delete(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Pids",
+        send: |t, i, _| {
+            code_of(t.pids(
+                ctx(),
+                &PidsRequest {
+                    id: i.id,
+                    ..Default::default()
+                },
+            ))
+        },
+    },
+    RandomRpc {
+        name: "Pause",
+        send: |t, i, _| {
+            code_of(t.pause(
+                ctx(),
+                &PauseRequest {
+                    id: i.id,
+                    ..Default::default()
+                },
+            ))
+        },
+    },
+    RandomRpc {
+        name: "Resume",
+        send: |t, i, _| {
+            code_of(t.resume(
+                ctx(),
+                &ResumeRequest {
+                    id: i.id,
+                    ..Default::default()
+                },
+            ))
+        },
+    },
+    RandomRpc {
+        name: "Checkpoint",
+        send: |t, i, rng| {
+            let r = CheckpointTaskRequest {
+                id: i.id,
+                path: rng.text(),
+                options: rng.maybe_any(),
+                ..Default::default()
+            };
+            code_of(t.checkpoint(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Kill",
+        send: |t, i, rng| {
+            let r = KillRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                signal: rng.next() as u32 % 80,
+                all: rng.bool(),
+                ..Default::default()
+            };
+            code_of(t.kill(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Exec",
+        send: |t, i, rng| {
+            let r = ExecProcessRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                terminal: rng.bool(),
+                stdin: rng.text(),
+                stdout: rng.text(),
+                stderr: rng.text(),
+                spec: rng.maybe_any(),
+                ..Default::default()
+            };
+            code_of(t.exec(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "ResizePty",
+        send: |t, i, rng| {
+            let r = ResizePtyRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                width: rng.next() as u32,
+                height: rng.next() as u32,
+                ..Default::default()
+            };
+            code_of(t.resize_pty(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "CloseIO",
+        send: |t, i, rng| {
+            let r = CloseIORequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                stdin: rng.bool(),
+                ..Default::default()
+            };
+            code_of(t.close_io(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Update",
+        send: |t, i, rng| {
+            let r = UpdateTaskRequest {
+                id: i.id,
+                resources: rng.maybe_any(),
+                ..Default::default()
+            };
+            code_of(t.update(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Wait",
+        send: |t, i, _| {
+            let r = WaitRequest {
+                id: i.id,
+                exec_id: i.exec_id,
+                ..Default::default()
+            };
+            code_of(t.wait(ctx(), &r))
+        },
+    },
+    RandomRpc {
+        name: "Stats",
+        send: |t, i, _| {
+            code_of(t.stats(
+                ctx(),
+                &StatsRequest {
+                    id: i.id,
+                    ..Default::default()
+                },
+            ))
+        },
+    },
+    RandomRpc {
+        name: "Connect",
+        send: |t, i, _| {
+            code_of(t.connect(
+                ctx(),
+                &ConnectRequest {
+                    id: i.id,
+                    ..Default::default()
+                },
+            ))
+        },
+    },
+];
 
 fn random_request(t: &TaskClient, rng: &mut XorShift, real: &str) -> (&'static str, String) {
-    let m = METHODS[rng.below(METHODS.len() as u64) as usize];
+    let rpc = &RANDOM_RPCS[rng.below(RANDOM_RPCS.len() as u64) as usize];
     let id = rng.id(real);
     let exec_id = if rng.bool() {
         String::new()
     } else {
         rng.id(real)
     };
-    (m, send_random(t, m, id, exec_id, rng))
+    (rpc.name, (rpc.send)(t, Ids { id, exec_id }, rng))
 }
 
 /// An OCI process spec (JSON) running `args`, with PATH and, if `env_len` > 0, one more env
@@ -931,76 +1082,139 @@ fn raw_frame_cases(socket: &Path, rng: &mut XorShift) -> Vec<Case> {
     fixed
 }
 
-/// 4. Hostile ttrpc requests straight to the shim's socket: explicit codes, no leaks.
-#[test]
-#[ignore = "needs root, containerd and runc; run with --ignored"]
-fn hostile_ttrpc() {
-    let env = TestEnv::start("hostile", Runtime::Sluice);
-    start_sleeper(&env, "c1", &[]);
-    let shim = shim_pid(&env);
-    let address = containers::shim_address(&env, "c1");
-    let socket = PathBuf::from(address.trim_start_matches("unix://"));
-    // Let the shim settle (containerd's own connection, first State).
-    std::thread::sleep(Duration::from_secs(1));
-    let (fds0, threads0) = (fd_count(shim), threads(shim));
+/// A sluice shim serving container `c1`, with its fd and thread counts once settled: every
+/// hostile case runs against a shim of its own, so a wrong code or a leak names its case.
+struct Hostile {
+    env: TestEnv,
+    shim: i32,
+    address: String,
+    socket: PathBuf,
+    bundle: PathBuf,
+    fds0: usize,
+    threads0: u64,
+}
 
-    let task = TaskClient::new(Client::connect(&address).expect("connect"));
-    let bundle = containers::bundle_dir(&env, "c1");
-    let mut fixed = id_and_state_cases(&task, &bundle);
-    fixed.extend(arg_limit_cases(&task, &bundle));
-    assert_eq!(
-        state(&task, "c1"),
-        "OK",
-        "State(c1) after the fixed requests"
-    );
-    let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
-    let transport = random_requests(&task, &mut rng);
-    fixed.extend(raw_frame_cases(&socket, &mut rng));
-
-    // The shim still serves, and nothing leaked.
-    drop(task);
-    let task = TaskClient::new(Client::connect(&address).expect("reconnect"));
-    assert_eq!(
-        state(&task, "c1"),
-        "OK",
-        "State(c1) after the hostile input"
-    );
-    drop(task);
-    assert!(procs::alive(shim), "the shim died");
-    let settled = poll(Duration::from_secs(15), || {
-        (fd_count(shim) <= fds0 + 1 && threads(shim) <= threads0 + 1).then_some(())
-    });
-    eprintln!(
-        "[hostile] shim {shim}: fds {fds0} -> {}, threads {threads0} -> {}",
-        fd_count(shim),
-        threads(shim)
-    );
-    let wrong: Vec<String> = fixed
-        .iter()
-        .filter(|(_, got, want)| got != want)
-        .map(|(what, got, want)| format!("{what}: got {got}, want {want}"))
-        .collect();
-    eprintln!("[hostile] every fixed and raw case:");
-    eprintln!("  {:<48} {:<32} want", "case", "got");
-    for (what, got, want) in &fixed {
-        let mark = if got == want { "" } else { "   <-- WRONG" };
-        eprintln!("  {what:<48} {got:<32} {want}{mark}");
+impl Hostile {
+    fn start(label: &str) -> Hostile {
+        let env = TestEnv::start(label, Runtime::Sluice);
+        start_sleeper(&env, "c1", &[]);
+        let shim = shim_pid(&env);
+        let address = containers::shim_address(&env, "c1");
+        let socket = PathBuf::from(address.trim_start_matches("unix://"));
+        let bundle = containers::bundle_dir(&env, "c1");
+        // Let the shim settle (containerd's own connection, first State).
+        std::thread::sleep(Duration::from_secs(1));
+        let (fds0, threads0) = (fd_count(shim), threads(shim));
+        Hostile {
+            env,
+            shim,
+            address,
+            socket,
+            bundle,
+            fds0,
+            threads0,
+        }
     }
-    assert!(wrong.is_empty(), "wrong codes:\n{}", wrong.join("\n"));
-    assert!(
-        transport.is_empty(),
-        "random requests without a status reply:\n{}",
-        transport.join("\n")
-    );
-    assert!(
-        settled.is_some(),
-        "shim leaked: fds {fds0} -> {}, threads {threads0} -> {}",
-        fd_count(shim),
-        threads(shim)
-    );
-    let ex = env.exec("c1", "e1", &["echo", "ok"], CTR_TIMEOUT);
-    assert!(ex.success(), "{ex}");
-    containers::kill_and_delete(&env, "c1");
+
+    fn task(&self) -> TaskClient {
+        TaskClient::new(Client::connect(&self.address).expect("connect"))
+    }
+
+    /// Asserts the case's codes (`fixed`) and that no request went without a status reply
+    /// (`transport`); then that the shim still serves on a new connection, leaked no fd or
+    /// thread, and still runs an exec.
+    fn finish(self, fixed: Vec<Case>, transport: Vec<String>) {
+        let shim = self.shim;
+        let (fds0, threads0) = (self.fds0, self.threads0);
+        assert_eq!(
+            state(&self.task(), "c1"),
+            "OK",
+            "State(c1) after the hostile input"
+        );
+        assert!(procs::alive(shim), "the shim died");
+        let settled = poll(Duration::from_secs(15), || {
+            (fd_count(shim) <= fds0 + 1 && threads(shim) <= threads0 + 1).then_some(())
+        });
+        eprintln!(
+            "[hostile] shim {shim}: fds {fds0} -> {}, threads {threads0} -> {}",
+            fd_count(shim),
+            threads(shim)
+        );
+        let wrong: Vec<String> = fixed
+            .iter()
+            .filter(|(_, got, want)| got != want)
+            .map(|(what, got, want)| format!("{what}: got {got}, want {want}"))
+            .collect();
+        if !fixed.is_empty() {
+            eprintln!("[hostile] every case:");
+            eprintln!("  {:<48} {:<32} want", "case", "got");
+        }
+        for (what, got, want) in &fixed {
+            let mark = if got == want { "" } else { "   <-- WRONG" };
+            eprintln!("  {what:<48} {got:<32} {want}{mark}");
+        }
+        assert!(wrong.is_empty(), "wrong codes:\n{}", wrong.join("\n"));
+        assert!(
+            transport.is_empty(),
+            "random requests without a status reply:\n{}",
+            transport.join("\n")
+        );
+        assert!(
+            settled.is_some(),
+            "shim leaked: fds {fds0} -> {}, threads {threads0} -> {}",
+            fd_count(shim),
+            threads(shim)
+        );
+        let ex = self.env.exec("c1", "e1", &["echo", "ok"], CTR_TIMEOUT);
+        assert!(ex.success(), "{ex}");
+        containers::kill_and_delete(&self.env, "c1");
+    }
+}
+
+/// 4. Hostile ttrpc requests straight to the shim's socket: explicit codes, no leaks. One test
+/// per kind of input, each against a shim of its own.
+mod hostile_ttrpc {
+    use super::*;
+
+    /// Unknown and path-traversal IDs, NUL, wrong signals, bundles outside containerd's layout,
+    /// Create twice, Delete while running.
+    #[test]
+    #[ignore = "needs root, containerd and runc; run with --ignored"]
+    fn ids_and_states() {
+        let h = Hostile::start("hostile-ids");
+        let fixed = id_and_state_cases(&h.task(), &h.bundle);
+        h.finish(fixed, Vec::new());
+    }
+
+    /// argv and env at and over the kernel's limits, for Exec and for Create's process.
+    #[test]
+    #[ignore = "needs root, containerd and runc; run with --ignored"]
+    fn arg_limits() {
+        let h = Hostile::start("hostile-args");
+        let fixed = arg_limit_cases(&h.task(), &h.bundle);
+        h.finish(fixed, Vec::new());
+    }
+
+    /// 1,000 random requests over every Task method: each answered with a status.
+    #[test]
+    #[ignore = "needs root, containerd and runc; run with --ignored"]
+    fn random_requests() {
+        let h = Hostile::start("hostile-random");
+        let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
+        let transport = super::random_requests(&h.task(), &mut rng);
+        h.finish(Vec::new(), transport);
+    }
+
+    /// Raw frames: payloads that are not the method's message, unknown methods and services,
+    /// garbage, a 5 MiB frame, a frame that declares 64 MiB.
+    #[test]
+    #[ignore = "needs root, containerd and runc; run with --ignored"]
+    fn raw_frames() {
+        let h = Hostile::start("hostile-raw");
+        let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
+        let fixed = raw_frame_cases(&h.socket, &mut rng);
+        h.finish(fixed, Vec::new());
+    }
 }
 
 /// The stock shim's answer to a payload that is not the method's request type, the reference
