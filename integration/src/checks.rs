@@ -62,7 +62,7 @@ impl fmt::Display for StdoutLoss {
 /// Attached `ctr run` of container `id` printing [`LARGE_STDOUT_BYTES`] of `sluice\n`: every
 /// byte must arrive, in order, and ctr exit 0 (the container's own output keeps the stock
 /// semantics: nothing dropped).
-pub fn run_large_stdout(env: &TestEnv, id: &str) -> Result<CmdOutput, StdoutLoss> {
+pub fn run_large_stdout(env: &TestEnv, id: &str) -> Result<(), Box<StdoutLoss>> {
     let script = format!("yes sluice | head -c {LARGE_STDOUT_BYTES}");
     let out = env.run(id, &["sh", "-c", &script]);
     let expected: Vec<u8> = b"sluice\n"
@@ -72,11 +72,11 @@ pub fn run_large_stdout(env: &TestEnv, id: &str) -> Result<CmdOutput, StdoutLoss
         .take(LARGE_STDOUT_BYTES)
         .collect();
     if out.code() == Some(0) && out.stdout == expected {
-        return Ok(out);
+        return Ok(());
     }
-    Err(StdoutLoss {
+    Err(Box::new(StdoutLoss {
         arrived: out.stdout.len(),
         difference: first_difference(&out.stdout, &expected),
         out,
-    })
+    }))
 }

@@ -1171,8 +1171,8 @@ impl Hostile {
     }
 }
 
-/// 4. Hostile ttrpc requests straight to the shim's socket: explicit codes, no leaks. One test
-/// per kind of input, each against a shim of its own.
+/// Hostile ttrpc requests straight to the shim's socket (robustness item 4): explicit codes, no
+/// leaks. One test per kind of input, each against a shim of its own.
 mod hostile_ttrpc {
     use super::*;
 
