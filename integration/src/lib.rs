@@ -1,40 +1,39 @@
-//! Integration harness for sluice: a private containerd per test, driven with `ctr`, with a
-//! fault-injecting `runc` wrapper in front of the real runc.
+//! The integration harness of sluice: a library of helpers for tests that run sluice and
+//! containerd's stock `io.containerd.runc.v2` shim against a real containerd and a real runc.
+//! A private containerd per test ([`TestEnv`]), a busybox rootfs, a fault-injecting `runc`
+//! wrapper in front of the real runc ([`fault`], `src/bin/fault-runc.rs`), ctr and ttrpc calls,
+//! fd, thread and process counting ([`procs`]), `ctr events` ([`events`]), and what a removed
+//! container must not leave ([`traces`]).
 //!
-//! Every scenario takes the runtime as a parameter, so the same code runs against sluice and
-//! against containerd's stock `io.containerd.runc.v2` shim: the stock runs validate the harness
-//! and prove that each injected fault really hangs a shim that reads runc's pipes too late.
+//! Every helper takes the runtime as a parameter, so the same steps run against sluice and
+//! against the stock shim: the stock runs validate the harness and prove that each injected
+//! fault really hangs a shim that reads runc's pipes too late.
 //!
-//! The tests themselves (`tests/*.rs`) are `#[ignore]`d because they need root, containerd,
-//! runc and busybox-static; run them with `cargo test -p sluice-integration -- --ignored`
-//! (scripts/test.sh does). When run, a missing prerequisite is a failure, never a skip.
+//! The suites are `tests/<suite>.rs`, one test crate each (a big one may keep modules in
+//! `tests/<suite>/`): its scenarios and its `#[test]`s together. A suite imports only from this
+//! library; being separate crates, suites cannot import one another. Their tests are
+//! `#[ignore]`d because they need root, containerd, runc and busybox-static; run them with
+//! `cargo test -p sluice-integration -- --ignored` (scripts/test.sh does). When run, a missing
+//! prerequisite is a failure, never a skip. Unit tests of the harness itself run with
+//! `cargo test -p sluice-integration --lib --bins`.
 
-// The harness: helpers every suite may use. A helper never imports a suite.
 pub mod annotations;
 pub mod cells;
+pub mod cgroups;
+pub mod checks;
 pub mod cmd;
 pub mod containers;
 pub mod cri;
 pub mod daemon;
 pub mod doctor_support;
-pub mod environment;
+pub mod events;
 pub mod fault;
 pub mod harness;
 pub mod procs;
+pub mod pty;
 pub mod system;
 pub mod traces;
 pub mod versions;
-
-// The suites' scenarios, run by `tests/<suite>.rs`. A suite imports only from the harness above,
-// never from another suite. (parity.rs still defines helpers that `containers` re-exports.)
-pub mod matrix;
-pub mod node;
-pub mod parity;
-pub mod restarts;
-pub mod robustness;
-pub mod scenarios;
-pub mod security;
-pub mod sweep;
 
 pub use cmd::CmdOutput;
 pub use harness::{RunOpts, TestEnv};
@@ -75,30 +74,4 @@ impl fmt::Display for Runtime {
             Runtime::RuncV2 => "stock runc.v2",
         })
     }
-}
-
-/// Declares, for each named scenario in [`scenarios`], one ignored test per runtime:
-/// `sluice::<name>` and `stock_runc_v2::<name>`.
-#[macro_export]
-macro_rules! tests_for_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod sluice {
-            $(
-                #[test]
-                #[ignore = "needs root, containerd and runc; run with --ignored"]
-                fn $name() {
-                    $crate::scenarios::$name($crate::Runtime::Sluice);
-                }
-            )*
-        }
-        mod stock_runc_v2 {
-            $(
-                #[test]
-                #[ignore = "needs root, containerd and runc; run with --ignored"]
-                fn $name() {
-                    $crate::scenarios::$name($crate::Runtime::RuncV2);
-                }
-            )*
-        }
-    };
 }

@@ -16,12 +16,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use sluice_integration::cgroups::{cgroup_v2_only, freezer_state, memory_limit};
 use sluice_integration::cmd::{poll, CmdOutput};
-use sluice_integration::harness::CTR_TIMEOUT;
-use sluice_integration::parity::{
-    self, exec_detached, kill_and_delete, run_detached_with_flags, run_with_flags, shorts,
-    EventWatcher, PtyRun,
+use sluice_integration::containers::{
+    self, exec_detached, kill_and_delete, run_detached_with_flags, run_with_flags,
 };
+use sluice_integration::events::{shorts, EventWatcher};
+use sluice_integration::harness::CTR_TIMEOUT;
+use sluice_integration::pty::PtyRun;
 use sluice_integration::{procs, system, RunOpts, Runtime, TestEnv};
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -362,7 +364,7 @@ fn pause_ps_metrics_scenario(rt: Runtime) -> PsAndMetrics {
         .expect_success(&format!("[{rt}] ctr task pause c1"));
     env.wait_task_status("c1", "PAUSED", Duration::from_secs(10));
     assert_eq!(
-        parity::freezer_state(&env, "c1"),
+        freezer_state(&env, "c1"),
         "FROZEN",
         "[{rt}] ctr task ls says PAUSED but the freezer cgroup is not frozen"
     );
@@ -374,7 +376,7 @@ fn pause_ps_metrics_scenario(rt: Runtime) -> PsAndMetrics {
         .expect_success(&format!("[{rt}] ctr task resume c1"));
     env.wait_task_status("c1", "RUNNING", Duration::from_secs(10));
     assert_eq!(
-        parity::freezer_state(&env, "c1"),
+        freezer_state(&env, "c1"),
         "THAWED",
         "[{rt}] ctr task ls says RUNNING after resume but the freezer cgroup is not thawed"
     );
@@ -386,7 +388,7 @@ fn pause_ps_metrics_scenario(rt: Runtime) -> PsAndMetrics {
     assert_code(&out, 0, &format!("[{rt}] ctr task exec after resume"));
 
     // ps: the init alone, then the init and a running exec with its exec id in INFO.
-    let ps = parity::task_ps(&env, "c1");
+    let ps = containers::task_ps(&env, "c1");
     assert_eq!(
         ps.iter().map(|r| r.pid).collect::<Vec<_>>(),
         vec![init.pid],
@@ -401,7 +403,7 @@ fn pause_ps_metrics_scenario(rt: Runtime) -> PsAndMetrics {
             .map(|p| p.pid as u32)
     })
     .unwrap_or_else(|| panic!("[{rt}] exec e1 (sleep 2000) not found in cgroup {cg}"));
-    let ps = parity::task_ps(&env, "c1");
+    let ps = containers::task_ps(&env, "c1");
     let init_row = ps.iter().find(|r| r.pid == init.pid);
     let exec_row = ps.iter().find(|r| r.pid == exec_pid);
     assert_eq!(ps.len(), 2, "[{rt}] ctr task ps c1: {ps:?}");
@@ -417,7 +419,7 @@ fn pause_ps_metrics_scenario(rt: Runtime) -> PsAndMetrics {
     );
 
     // metrics: the cgroup as ctr shows it.
-    let (metrics, out) = parity::task_metrics(&env, "c1");
+    let (metrics, out) = containers::task_metrics(&env, "c1");
     let num = |k: &str| -> u64 {
         metrics
             .get(k)
@@ -429,7 +431,7 @@ fn pause_ps_metrics_scenario(rt: Runtime) -> PsAndMetrics {
         2,
         "[{rt}] pids.current (init + exec)\n{out}"
     );
-    if parity::cgroup_v2_only() {
+    if cgroup_v2_only() {
         assert!(num("memory.usage") > 0, "[{rt}] memory.usage\n{out}");
         assert_eq!(
             num("memory.usage_limit"),
@@ -481,20 +483,20 @@ fn update_scenario(rt: Runtime) {
     run_detached_with_flags(&env, "c1", &[], &["sleep", "1000"]);
     env.wait_task_status("c1", "RUNNING", Duration::from_secs(30));
     let limit: u64 = 64 << 20;
-    let before = parity::memory_limit(&env, "c1");
+    let before = memory_limit(&env, "c1");
     assert_ne!(before, limit, "[{rt}] memory limit already {limit}");
 
-    let addr = parity::shim_address(&env, "c1");
+    let addr = containers::shim_address(&env, "c1");
     let json = format!("{{\"memory\":{{\"limit\":{limit}}}}}");
-    parity::update_resources(&addr, "c1", &json)
+    containers::update_resources(&addr, "c1", &json)
         .unwrap_or_else(|e| panic!("[{rt}] Update {json}: {e}"));
     assert_eq!(
-        parity::memory_limit(&env, "c1"),
+        memory_limit(&env, "c1"),
         limit,
         "[{rt}] Update {json} did not reach the container's memory cgroup (was {before})"
     );
-    if !parity::cgroup_v2_only() {
-        let (metrics, out) = parity::task_metrics(&env, "c1");
+    if !cgroup_v2_only() {
+        let (metrics, out) = containers::task_metrics(&env, "c1");
         assert_eq!(
             metrics.get("memory.limit_in_bytes").map(String::as_str),
             Some(limit.to_string().as_str()),
@@ -505,7 +507,7 @@ fn update_scenario(rt: Runtime) {
     let out = env.exec("c1", "probe", &["echo", "alive"], CTR_TIMEOUT);
     assert_code(&out, 0, &format!("[{rt}] ctr task exec after Update"));
 
-    let err = parity::update_resources(&addr, "nope", &json)
+    let err = containers::update_resources(&addr, "nope", &json)
         .expect_err("Update of an unknown container must fail");
     eprintln!("[{rt}] Update of an unknown container: {err}");
     kill_and_delete(&env, "c1");
@@ -629,7 +631,7 @@ fn stdin_eof_every_time() {
         failures.join("\n")
     );
     let failures = stdin_eof_rounds(&env, |id| {
-        parity::run_eof_when_running(&env, id, b"x", &["cat"], Duration::from_secs(20))
+        containers::run_eof_when_running(&env, id, b"x", &["cat"], Duration::from_secs(20))
     });
     report_rounds(env.runtime, "x, EOF once RUNNING (CloseIO)", &failures);
     assert!(
@@ -656,7 +658,7 @@ fn stdin_eof_every_time() {
         &failures,
     );
     let failures = stdin_eof_rounds(&env, |id| {
-        parity::run_eof_when_running(&env, id, b"x", &["cat"], Duration::from_secs(20))
+        containers::run_eof_when_running(&env, id, b"x", &["cat"], Duration::from_secs(20))
     });
     report_rounds(env.runtime, "x, EOF once RUNNING (CloseIO)", &failures);
     assert!(
@@ -703,8 +705,8 @@ fn stdin_after_detach_scenario(rt: Runtime) -> bool {
     }
     if still_running {
         // Only CloseIO ends the stdin: cat exits 0.
-        let addr = parity::shim_address(&env, "c1");
-        parity::close_stdin(&addr, "c1", "").unwrap_or_else(|e| panic!("[{rt}] {e}"));
+        let addr = containers::shim_address(&env, "c1");
+        containers::close_stdin(&addr, "c1", "").unwrap_or_else(|e| panic!("[{rt}] {e}"));
         env.wait_task_status("c1", "STOPPED", Duration::from_secs(10));
         let out = env
             .task_delete("c1")
@@ -762,8 +764,8 @@ fn group_scenario(rt: Runtime) {
             .collect::<Vec<_>>()
     );
     let (a1, a2) = (
-        parity::shim_address(&env, "g1"),
-        parity::shim_address(&env, "g2"),
+        containers::shim_address(&env, "g1"),
+        containers::shim_address(&env, "g2"),
     );
     assert_eq!(a1, a2, "[{rt}] g1 and g2 must be served at one address");
     let socket = a1

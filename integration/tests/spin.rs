@@ -16,11 +16,7 @@ use std::{
     time::Duration,
 };
 
-use sluice_integration::{
-    harness::TestEnv,
-    parity::{kill_and_delete, PtyRun},
-    Runtime,
-};
+use sluice_integration::{containers::kill_and_delete, harness::TestEnv, pty::PtyRun, Runtime};
 
 /// The quiet window measured.
 const WINDOW: Duration = Duration::from_secs(2);

@@ -10,15 +10,15 @@
 
 use std::process::ExitCode;
 
-use sluice_integration::parity;
+use sluice_integration::containers;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match argv.as_slice() {
-        [addr, "update", id, json] => parity::update_resources(addr, id, json),
-        [addr, "close-stdin", id] => parity::close_stdin(addr, id, ""),
-        [addr, "close-stdin", id, exec_id] => parity::close_stdin(addr, id, exec_id),
+        [addr, "update", id, json] => containers::update_resources(addr, id, json),
+        [addr, "close-stdin", id] => containers::close_stdin(addr, id, ""),
+        [addr, "close-stdin", id, exec_id] => containers::close_stdin(addr, id, exec_id),
         _ => {
             eprintln!(
                 "usage: task-client <address> update <id> <LinuxResources JSON>\n       \
