@@ -57,7 +57,7 @@ t=$SECONDS
 cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok
 
-read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri sweep}"
+read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri sweep bootstrap}"
 # step NAME COMMAND...: runs one part, records its wall time, and goes on when it fails.
 step() {
     local name=$1 t=$SECONDS

@@ -13,6 +13,7 @@ use crate::daemon::{Daemon, Launch};
 use crate::fault::{self, Action, FaultConf};
 use crate::procs::{self, ProcInfo};
 use crate::system::{self, Tools, SLUICE_SHIM_NAME, SYSTEM_PATH};
+use crate::versions::{self, ContainerdBuild, Line};
 use crate::Runtime;
 
 /// Deadline for an ordinary ctr call. Generous: a debug build on a loaded 2-core CI machine.
@@ -64,6 +65,9 @@ pub struct TestEnv {
     /// Extra environment of containerd (and so of every shim it starts).
     containerd_env: Vec<(String, String)>,
     starts: usize,
+    /// The containerd build this environment runs: `SLUICE_CONTAINERD`'s, until
+    /// [`TestEnv::upgrade_containerd`] replaces it.
+    build: &'static ContainerdBuild,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -103,10 +107,9 @@ fn sanitize(label: &str) -> String {
             out.push('-');
         }
     }
-    out.trim_end_matches('-')
-        .chars()
-        .take(24)
-        .collect::<String>()
+    // Cut first, then trim: a cut may end on a '-', which containerd's namespace rules refuse.
+    let cut: String = out.chars().take(24).collect();
+    cut.trim_end_matches('-').to_string()
 }
 
 /// What [`TestEnv::start_with`] sets up beyond [`TestEnv::start`].
@@ -122,6 +125,8 @@ pub struct EnvOpts {
     /// Extra `(name, value)` variables in containerd's environment, which its shims inherit
     /// (e.g. `NOTIFY_SOCKET`, as systemd gives a `Type=notify` service).
     pub containerd_env: Vec<(String, String)>,
+    /// The containerd line to run instead of `SLUICE_CONTAINERD`'s (upgrade tests).
+    pub line: Option<Line>,
 }
 
 impl TestEnv {
@@ -152,6 +157,9 @@ impl TestEnv {
             let _ = fs::remove_dir_all(&dir);
         }
         let mut env = TestEnv::layout(label, ns, dir, runtime, tools);
+        if let Some(line) = opts.line {
+            env.build = versions::of(line);
+        }
         // sun_path is 108 bytes; the ttrpc socket adds ".ttrpc".
         assert!(
             env.sock.as_os_str().len() + 6 < 100,
@@ -204,6 +212,7 @@ impl TestEnv {
             containerd: None,
             containerd_env: Vec::new(),
             starts: 0,
+            build: versions::selected(),
         }
     }
 
@@ -221,7 +230,8 @@ impl TestEnv {
     /// symlink, then the selected containerd build's own binaries (its stock shim), then the
     /// system.
     pub fn containerd_path(&self) -> String {
-        let build = crate::versions::selected()
+        let build = self
+            .build
             .bin_dir
             .as_ref()
             .map(|d| format!("{}:", d.display()))
@@ -234,7 +244,7 @@ impl TestEnv {
     }
 
     fn config_toml(&self) -> String {
-        let line = crate::versions::selected().line;
+        let line = self.build.line;
         // CRI is heavy and unneeded (ctr talks to the task service); snapshotters are unneeded
         // (every container uses --rootfs).
         let disabled: Vec<&str> = line
@@ -273,7 +283,7 @@ disabled_plugins = [
   path = "{d}/opt"
 "#,
             ns = self.ns,
-            version = crate::versions::selected().config_version(),
+            version = self.build.config_version(),
             sock = self.sock.display(),
         )
     }
@@ -292,7 +302,7 @@ disabled_plugins = [
         self.starts += 1;
         self.containerd = Some(Daemon::start(
             Launch {
-                containerd: &self.tools.containerd,
+                containerd: &self.build.containerd,
                 config: &cfg,
                 log: &self.log_path,
                 name: &format!("{DIR_PREFIX}{}", self.ns),
@@ -341,10 +351,27 @@ disabled_plugins = [
         self.start_containerd();
     }
 
+    /// Replaces containerd with the build of `line` on the same root, state and sockets, as a
+    /// node's package upgrade does: the running containerd is stopped with SIGTERM (its shims
+    /// live on), the config is written in the new build's version, and the new build started.
+    pub fn upgrade_containerd(&mut self, line: Line) {
+        if let Some(daemon) = self.containerd.take() {
+            daemon.stop();
+        }
+        self.build = versions::of(line);
+        let mut n = 1;
+        while self.dir.join(format!("containerd.log.{n}")).exists() {
+            n += 1;
+        }
+        let _ = fs::rename(&self.log_path, self.dir.join(format!("containerd.log.{n}")));
+        fs::write(self.dir.join("config.toml"), self.config_toml()).expect("write config.toml");
+        self.start_containerd();
+    }
+
     // ---- ctr ---------------------------------------------------------------------------
 
     fn ctr_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.tools.ctr);
+        let mut cmd = Command::new(&self.build.ctr);
         cmd.arg("-a")
             .arg(&self.sock)
             .arg("-n")

@@ -146,8 +146,20 @@ pub fn cache_dir() -> PathBuf {
 /// The build `SLUICE_CONTAINERD` selects (checked once per test binary). Panics, naming the
 /// fix, when it is not there: a missing build is a failure, never a skip.
 pub fn selected() -> &'static ContainerdBuild {
-    static BUILD: OnceLock<ContainerdBuild> = OnceLock::new();
-    BUILD.get_or_init(|| build(selected_line()))
+    of(selected_line())
+}
+
+/// The build of `line` (checked once per test binary), for tests that run more than one line,
+/// such as an upgrade from 1.7 to 2.x on the same state. Panics as [`selected`] does.
+pub fn of(line: Line) -> &'static ContainerdBuild {
+    static BUILDS: [OnceLock<ContainerdBuild>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match line {
+        Line::V1_6 => &BUILDS[0],
+        Line::V1_7 => &BUILDS[1],
+        Line::V2 => &BUILDS[2],
+    };
+    slot.get_or_init(|| build(line))
 }
 
 fn build(line: Line) -> ContainerdBuild {

@@ -956,7 +956,7 @@ fn raw_frame_cases(socket: &Path, rng: &mut XorShift) -> Vec<Case> {
         fixed.push((what, got, want));
     };
     // Raw frames, each on a fresh connection. The codes are ttrpc-rust 0.9's server's, except
-    // a payload that is not the method's request type (sluice's own check, serve/guard.rs).
+    // a payload that is not the method's request type (sluice's own check, src/task/guard.rs).
     let garbage = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x80];
     let mut state_c1 = StateRequest::new();
     state_c1.id = "c1".into();
