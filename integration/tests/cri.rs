@@ -2,11 +2,12 @@
 //! (k8s-cri's tonic stubs) against a private containerd with its CRI plugin on. No registry: the
 //! image is built locally (src/cri.rs) and imported with `ctr -n k8s.io images import`.
 //!
-//! Every test runs the same pod: RunPodSandbox (host network), CreateContainer, StartContainer,
-//! ContainerStatus, ExecSync with 300 007 bytes of output, the container's CRI log file,
+//! Every test runs the same pod: RunPodSandbox (host network), two containers (CreateContainer,
+//! StartContainer; the second is stopped and removed first), ContainerStatus, ExecSync with 300 007 bytes of output, the container's CRI log file,
 //! StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox; and checks the runc
 //! settings reached runc (`BinaryName` through a logging wrapper, `Root` through runc's state
-//! dir), the pod was served by one shim process, and which binary that shim was.
+//! dir), the pod was served by one shim process, which binary that shim was, and that nothing
+//! is left once the pod is removed (runc state, mounts, bundles, cgroups).
 //!
 //! Run: `cargo test -p sluice-integration --test cri -- --ignored` (root; scripts/test.sh does,
 //! for each containerd of `SLUICE_CONTAINERD`).
@@ -26,7 +27,7 @@ use sluice_integration::cri::{
     parse_cri_log, shim_cgroup, systemd_driver, CriEnv, Install, HANDLER, IMAGE_REF, PAUSE_ARGV,
 };
 use sluice_integration::procs::ProcInfo;
-use sluice_integration::{system, versions};
+use sluice_integration::{system, traces, versions};
 
 /// Bytes the ExecSync prints: well over a 64 KiB pipe, and not a multiple of anything.
 const EXEC_BYTES: usize = 300_007;
@@ -179,6 +180,20 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
          while [ $i -lt 3 ]; do echo line $i; i=$((i+1)); done; sleep 2147483647 & wait",
         APP_STDOUT[0], APP_STDERR[0]
     );
+    let side_config = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "side".into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: IMAGE_REF.into(),
+            ..Default::default()
+        }),
+        command: vec!["/bin/sleep".into(), "1000".into()],
+        log_path: "side_0.log".into(),
+        linux: Some(cri::LinuxContainerConfig::default()),
+        ..Default::default()
+    };
     let container_config = cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: "app".into(),
@@ -199,7 +214,7 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
             c.rs().create_container(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox_id.clone(),
                 config: Some(container_config),
-                sandbox_config: Some(pod_config),
+                sandbox_config: Some(pod_config.clone()),
             }),
         )
         .container_id;
@@ -207,6 +222,23 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
         "StartContainer",
         c.rs().start_container(cri::StartContainerRequest {
             container_id: container_id.clone(),
+        }),
+    );
+    // A second container in the pod, served by the same shim, removed before the app.
+    let side_id = c
+        .ok(
+            "CreateContainer side",
+            c.rs().create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.clone(),
+                config: Some(side_config),
+                sandbox_config: Some(pod_config),
+            }),
+        )
+        .container_id;
+    c.ok(
+        "StartContainer side",
+        c.rs().start_container(cri::StartContainerRequest {
+            container_id: side_id.clone(),
         }),
     );
 
@@ -240,8 +272,8 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
     }
     let sockets = env.env.shim_sockets();
     assert!(
-        sockets.len() == 2 && sockets[0] == sockets[1],
-        "[{l}] the sandbox's and the container's bundles must name one shim socket: {sockets:?}"
+        sockets.len() == 3 && sockets.iter().all(|s| *s == sockets[0]),
+        "[{l}] the sandbox's and both containers' bundles must name one shim socket: {sockets:?}"
     );
 
     // ExecSync: more than a pipe holds, on stdout; a line on stderr; an exit code.
@@ -382,6 +414,19 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
         streams(&text)
     );
 
+    c.ok(
+        "StopContainer side",
+        c.rs().stop_container(cri::StopContainerRequest {
+            container_id: side_id.clone(),
+            timeout: 5,
+        }),
+    );
+    c.ok(
+        "RemoveContainer side",
+        c.rs().remove_container(cri::RemoveContainerRequest {
+            container_id: side_id.clone(),
+        }),
+    );
     // StopContainer: SIGTERM, which the container's handler turns into exit code 42.
     c.ok(
         "StopContainer",
@@ -452,6 +497,7 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
             .map(|p| (p.pid, p.cmdline()))
             .collect::<Vec<_>>()
     );
+    assert_nothing_left(env, &[&sandbox_id, &container_id, &side_id]);
     let left: Vec<_> = sockets.iter().filter(|s| s.exists()).collect();
     if env.install.is_sluice() {
         assert!(
@@ -469,6 +515,37 @@ fn run_pod(env: &CriEnv, name: &str) -> PodRun {
         sandbox_id,
         container_id,
         shims,
+    }
+}
+
+/// After the pod's containers and then the pod are removed, what the Task `Delete` and the
+/// `shim delete` calls clean up is gone: runc's state, the rootfs mounts, the bundles, the
+/// cgroups of every container of the pod (containerd 2.x with task API v3 leaves it all to
+/// the shim's Delete).
+fn assert_nothing_left(env: &CriEnv, ids: &[&String]) {
+    let l = label();
+    let runc_state = env.env.runc_root.join("k8s.io");
+    let states: Vec<_> = fs::read_dir(&runc_state)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        states.is_empty(),
+        "[{l}] runc state left in {}: {states:?}",
+        runc_state.display()
+    );
+    let tasks = env.env.dir.join("state/io.containerd.runtime.v2.task");
+    let mounts = traces::mounts_under(&tasks);
+    assert!(mounts.is_empty(), "[{l}] mounts left: {mounts:?}");
+    let bundles: Vec<_> = fs::read_dir(tasks.join("k8s.io"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(bundles.is_empty(), "[{l}] bundles left: {bundles:?}");
+    for id in ids {
+        let cgroups = cgroup_dirs_named(Path::new("/sys/fs/cgroup"), id, 6);
+        assert!(
+            cgroups.is_empty(),
+            "[{l}] cgroups of {id} left: {cgroups:?}"
+        );
     }
 }
 
