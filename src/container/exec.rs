@@ -10,13 +10,13 @@ use super::{
     lock,
     spec::exec_spec,
     stdio::run_with_io,
-    transaction::{OnFailure, Outcome, Settle, Verb},
+    transaction::{Outcome, Settle, Verb},
     Container, IO_DRAIN_LIMIT,
 };
 use crate::{
     cgroup::CgroupFs,
     io::StdioPaths,
-    process::{ExitInfo, Kind, Op, Process, State},
+    process::{ExitInfo, Kind, Op, Process},
     runc::files::{read_pid, Scratch},
 };
 
@@ -63,12 +63,7 @@ impl Container {
         self.init
             .check(Op::Exec)
             .map_err(|r| ContainerError::refused(&what, r))?;
-        let verb = Verb {
-            what: &what,
-            op: Op::Start,
-            busy: State::Starting,
-            on_failure: OnFailure::NeverRan,
-        };
+        let verb = Verb::start_exec(&what);
         let step = async {
             self.warn_if_near_pids_max(exec_id);
             let pid = self.run_exec(&p, &what).await?;
@@ -154,12 +149,7 @@ impl Container {
     pub async fn delete_exec(self: &Arc<Self>, exec_id: &str) -> Result<(u32, ExitInfo)> {
         let p = self.process(exec_id)?;
         let what = format!("delete exec {exec_id} in container {}", self.id);
-        let verb = Verb {
-            what: &what,
-            op: Op::Delete,
-            busy: State::Deleting,
-            on_failure: OnFailure::Restore,
-        };
+        let verb = Verb::delete(&what);
         let step = async {
             if let Some(io) = p.io() {
                 if !io.wait_delivered(IO_DRAIN_LIMIT).await {

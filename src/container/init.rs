@@ -97,12 +97,7 @@ impl Container {
     /// `runc start`, or `runc restore` of a container created from a checkpoint.
     pub(super) async fn start_init(self: &Arc<Self>) -> Result<u32> {
         let what = format!("start container {}", self.id);
-        let verb = Verb {
-            what: &what,
-            op: Op::Start,
-            busy: State::Starting,
-            on_failure: OnFailure::Restore,
-        };
+        let verb = Verb::start(&what);
         let step = async {
             let restore = lock(&self.restore).take();
             let res = match &restore {
@@ -208,12 +203,7 @@ impl Container {
     /// Deletes the container: `runc delete`, unmount, close IO; publishes TaskDelete.
     pub async fn delete_init(self: &Arc<Self>) -> Result<(u32, ExitInfo)> {
         let what = format!("delete container {}", self.id);
-        let verb = Verb {
-            what: &what,
-            op: Op::Delete,
-            busy: State::Deleting,
-            on_failure: OnFailure::Restore,
-        };
+        let verb = Verb::delete(&what);
         let step = async {
             let io = self.init.io();
             if let Some(io) = &io {

@@ -69,6 +69,35 @@ pub(super) struct Verb<'a> {
     pub on_failure: OnFailure,
 }
 
+impl<'a> Verb<'a> {
+    /// `runc start` of an init (or its restore): back to Created if it fails.
+    pub fn start(what: &'a str) -> Verb<'a> {
+        Verb {
+            what,
+            op: Op::Start,
+            busy: State::Starting,
+            on_failure: OnFailure::Restore,
+        }
+    }
+
+    /// `runc exec`: an exec whose start failed never ran, and says so.
+    pub fn start_exec(what: &'a str) -> Verb<'a> {
+        Verb {
+            on_failure: OnFailure::NeverRan,
+            ..Verb::start(what)
+        }
+    }
+
+    pub fn delete(what: &'a str) -> Verb<'a> {
+        Verb {
+            what,
+            op: Op::Delete,
+            busy: State::Deleting,
+            on_failure: OnFailure::Restore,
+        }
+    }
+}
+
 impl Container {
     /// Runs `step` as `verb` of `p`. The state moves under the process's own short lock, never
     /// held while `step` runs: a second caller meanwhile is refused, not made to wait.
