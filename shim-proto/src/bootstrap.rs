@@ -19,7 +19,9 @@ mod wire;
 use containerd_shim_protos::protobuf::{well_known_types::any::Any, CodedInputStream};
 use serde::Deserialize;
 
-use crate::options::{self, OptionsError, RuncOptions, RUNC_OPTIONS_TYPE, RUNTIME_OPTIONS_TYPE};
+use crate::options::{
+    self, OptionsError, RuncOptions, CREATE_OPTIONS_TYPE, RUNC_OPTIONS_TYPE, RUNTIME_OPTIONS_TYPE,
+};
 
 /// `BootstrapParams`, the fields the shim uses.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,7 +95,9 @@ pub fn parse(bytes: &[u8]) -> Result<StartInput, OptionsError> {
             let url = String::from_utf8_lossy(v);
             let name = url.rsplit('/').next().unwrap_or_default();
             *n == 1
-                && (url.contains('/') || [RUNC_OPTIONS_TYPE, RUNTIME_OPTIONS_TYPE].contains(&name))
+                && (url.contains('/')
+                    || [RUNC_OPTIONS_TYPE, RUNTIME_OPTIONS_TYPE, CREATE_OPTIONS_TYPE]
+                        .contains(&name))
         });
     if is_any {
         let mut any = Any::default();
@@ -404,6 +408,26 @@ mod tests {
         let input = parse(&bytes).unwrap();
         assert!(matches!(input, StartInput::Options(_)), "{input:?}");
         assert_eq!(input.runc_options().unwrap().shim_cgroup, "/podruntime");
+    }
+
+    /// ctr 1.6 with `--uidmap` sends the legacy CreateOptions with a bare type URL (no host):
+    /// still an `Any`, also without the flags to check it against.
+    #[test]
+    fn the_bare_create_options_any_is_options() {
+        let any = Any {
+            type_url: CREATE_OPTIONS_TYPE.into(),
+            value: vec![0x50, 0xe8, 0x07, 0x58, 0xe8, 0x07],
+            ..Default::default()
+        };
+        let bytes = any.write_to_bytes().unwrap();
+        for input in [
+            parse(&bytes).unwrap(),
+            parse_checked(&bytes, "c1", "ns").unwrap(),
+            parse_checked(&bytes, "", "").unwrap(),
+        ] {
+            assert!(matches!(input, StartInput::Options(_)), "{input:?}");
+            assert!(input.runc_options().is_ok(), "{input:?}");
+        }
     }
 
     #[test]

@@ -105,8 +105,9 @@ fn bootstrap_reply(
 fn read_input(opts: &mut StartOpts) -> Result<StartInput, ShimError> {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let input =
-        bootstrap::parse(&stdin).map_err(|e| other(format!("start container {}: {e}", opts.id)))?;
+    // Checked against the flags: a pre-2.3 options `Any` can decode as BootstrapParams.
+    let input = bootstrap::parse_checked(&stdin, &opts.id, &opts.namespace)
+        .map_err(|e| other(format!("start container {}: {e}", opts.id)))?;
     if let StartInput::Bootstrap(p) = &input {
         if opts.namespace.is_empty() {
             opts.namespace = p.namespace.clone();
