@@ -8,6 +8,7 @@ mod events;
 mod io;
 mod logger;
 mod manager;
+mod memory;
 mod process;
 mod reaper;
 mod runc;

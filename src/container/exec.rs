@@ -158,6 +158,7 @@ impl Container {
                 io.shutdown();
             }
             lock(&self.execs).remove(exec_id);
+            crate::memory::give_back();
             let exit = p.exit().unwrap_or(ExitInfo {
                 status: 0,
                 at: SystemTime::now(),
