@@ -320,7 +320,9 @@ impl ProcessIo {
         if let Some(e) = &self.stderr {
             e.abandon();
         }
-        self.close_stdin();
+        if let Some(s) = &self.stdin {
+            s.abort();
+        }
     }
 }
 

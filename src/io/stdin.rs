@@ -29,9 +29,10 @@ const FINITE_INPUT_WINDOW: Duration = Duration::from_secs(2);
 /// After CloseIO, how long to wait for clients that keep the FIFO open before closing anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// A running stdin copy.
+/// A running stdin copy; dropping it stops the copy.
 pub struct StdinCopier {
     close: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl StdinCopier {
@@ -41,13 +42,26 @@ impl StdinCopier {
         target: impl AsyncWrite + Send + Unpin + 'static,
     ) -> StdinCopier {
         let close = Arc::new(Notify::new());
-        tokio::spawn(copy(name, path, target, close.clone()));
-        StdinCopier { close }
+        let task = tokio::spawn(copy(name, path, target, close.clone()));
+        StdinCopier { close, task }
     }
 
     /// CloseIO: deliver what the clients write until they close, then close the process's stdin.
     pub fn close(&self) {
         self.close.notify_one();
+    }
+
+    /// The process is gone: stop at once, without CloseIO's grace for clients still writing.
+    /// An exec probe's copy (its FIFO, pipe and buffer) would otherwise outlive its delete by
+    /// the grace, a few dozen of them at a time on a busy node.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for StdinCopier {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
