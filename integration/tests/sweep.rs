@@ -611,9 +611,14 @@ fn resize_init_without_terminal(c: &Ctx, _x: &str) -> String {
 }
 
 fn resize_running_exec_without_terminal(c: &Ctx, x: &str) -> String {
-    let io = c.stdio(x, None, true, true);
-    let spec = process(&["sh", "-c", "sleep 1; echo still-here"]);
-    let e = c.exec(x, Some(spec), false, &io);
+    resize_running_exec(c, x, false, &["sh", "-c", "sleep 1; echo still-here"])
+}
+
+/// Starts exec `x` (`argv`, on a terminal or not), resizes it while it runs, and reports the
+/// answers, its exit and what it printed.
+fn resize_running_exec(c: &Ctx, x: &str, terminal: bool, argv: &[&str]) -> String {
+    let io = c.stdio(x, None, true, !terminal);
+    let e = c.exec(x, Some(process(argv)), terminal, &io);
     let s = c.start(x);
     let r = c.resize(x, 100, 40);
     let w = c.wait(x);
@@ -645,27 +650,9 @@ fn resize_exited_exec(c: &Ctx, x: &str) -> String {
 }
 
 fn resize_terminal_exec(c: &Ctx, x: &str) -> String {
-    let io = c.stdio(x, None, true, false);
     // Prints the size once it has changed from the console's initial one.
-    let spec = process(&[
-        "sh",
-        "-c",
-        "for i in $(seq 50); do s=$(stty size 2>/dev/null); [ \"$s\" = '40 100' ] && break; sleep 0.1; done; echo $s",
-    ]);
-    let e = c.exec(x, Some(spec), true, &io);
-    let s = c.start(x);
-    let r = c.resize(x, 100, 40);
-    let w = c.wait(x);
-    let out = io.out.map(|o| normalize(&o.finish())).unwrap_or_default();
-    let _ = c.delete(x);
-    format!(
-        "Exec {}, Start {}, ResizePty {}, exit {}, stdout {out:?}",
-        code(&e),
-        code(&s),
-        code(&r),
-        w.map(|w| w.exit_status.to_string())
-            .unwrap_or_else(|(c, _)| c),
-    )
+    let script = "for i in $(seq 50); do s=$(stty size 2>/dev/null); [ \"$s\" = '40 100' ] && break; sleep 0.1; done; echo $s";
+    resize_running_exec(c, x, true, &["sh", "-c", script])
 }
 
 fn resize_unknown_exec(c: &Ctx, x: &str) -> String {
