@@ -44,7 +44,7 @@ pub struct Phase {
 }
 
 impl Phase {
-    /// The shim's own share: wall time less runc's.
+    /// The shim's own share: wall time less runc's (the wrapper's overhead included in runc's).
     pub fn own(&self) -> Duration {
         self.wall.saturating_sub(self.runc)
     }
@@ -53,6 +53,9 @@ impl Phase {
 /// Where one round's runc calls are logged, with `timed-runc` installed as `runc`.
 pub struct TimedRunc {
     pub dir: PathBuf,
+    /// What the wrapper itself adds to a call outside the window it logs (its own exec and
+    /// exit), measured by [`TimedRunc::calibrate`]; subtracted once per runc call.
+    pub overhead: Duration,
 }
 
 impl TimedRunc {
@@ -68,7 +71,37 @@ impl TimedRunc {
         fs::copy(&bin, &dst).map_err(|e| format!("copy {}: {e}", bin.display()))?;
         fs::write(dir.join("real-runc"), real.display().to_string())
             .map_err(|e| format!("write real-runc: {e}"))?;
-        Ok(TimedRunc { dir })
+        let mut timed = TimedRunc {
+            dir,
+            overhead: Duration::ZERO,
+        };
+        timed.overhead = timed.calibrate()?;
+        Ok(timed)
+    }
+
+    /// The least of a few `runc --version` calls through the wrapper, less what it logged.
+    fn calibrate(&self) -> Result<Duration, String> {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let before = self.calls().len();
+            let t = Instant::now();
+            let st = Command::new(self.dir.join("runc"))
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("timed-runc --version: {e}"))?;
+            let wall = t.elapsed();
+            if !st.success() {
+                return Err(format!("timed-runc --version: {st}"));
+            }
+            let logged = self
+                .calls()
+                .get(before)
+                .map(|(s, e, _)| Duration::from_nanos((e - s) as u64))
+                .ok_or("timed-runc logged nothing")?;
+            best = best.min(wall.saturating_sub(logged));
+        }
+        Ok(best)
     }
 
     /// Calls logged so far: (start, end, verb), times since the epoch.
@@ -109,7 +142,7 @@ fn timed<T>(
     };
     for (s, e, verb) in runc.calls() {
         if s >= from && e <= to {
-            phase.runc += Duration::from_nanos((e - s) as u64);
+            phase.runc += Duration::from_nanos((e - s) as u64) + runc.overhead;
             phase.verbs.push(verb);
         }
     }
