@@ -31,6 +31,7 @@ pub mod fault;
 pub mod harness;
 pub mod procs;
 pub mod pty;
+pub mod scale;
 pub mod share;
 pub mod system;
 pub mod traces;
