@@ -7,6 +7,7 @@
 use std::{
     io,
     os::fd::{AsRawFd, RawFd},
+    time::{Duration, Instant},
 };
 
 use tokio::net::unix::pipe;
@@ -107,6 +108,96 @@ fn ready_now(from: RawFd, to: RawFd) -> (bool, bool) {
     (ready(&fds[0]), ready(&fds[1]))
 }
 
+/// Bytes waiting in a pipe; None if the kernel does not say.
+fn unread(fd: RawFd) -> Option<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on a pipe descriptor we hold, into an int we own.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    (rc == 0).then_some(n.max(0) as usize)
+}
+
+/// The source's capacity in bytes; 0 if unknown.
+fn capacity(fd: RawFd) -> usize {
+    // SAFETY: F_GETPIPE_SZ on a pipe descriptor we hold.
+    let rc = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    rc.max(0) as usize
+}
+
+/// How long a burst of small writes is left to gather in the source before the next splice
+/// (tokio's timer wheel rounds it up to the next millisecond tick: 1-2 ms).
+const GATHER: Duration = Duration::from_millis(1);
+/// Writes closer than this to the previous splice are a burst; a line after a longer silence is
+/// spliced at once, so a lone line never waits.
+const RECENT: Duration = Duration::from_millis(1);
+/// A splice right after a wake-up that moved less than a page: the writer writes small pieces
+/// (a 4 KiB writer always moves a page or more and is never held back).
+const SMALL: usize = 4096;
+/// The longest a pause may turn out (the timer's rounding and a busy machine), for projecting
+/// whether the writer could fill the pipe meanwhile.
+const PAUSE_BOUND: Duration = Duration::from_millis(3);
+
+/// Whether to let the source gather a burst of small writes before the next splice, so that
+/// many lines cost one wake-up and one splice instead of one each, for the shim and the FIFO's
+/// reader alike. Never when the writer could fill the pipe during the pause (it would block:
+/// a stall, not a saving), and never for a line after silence (no added latency).
+#[derive(Debug)]
+pub(crate) struct Gather {
+    /// Only on a full-size pipe: a one-page pipe fills with a few lines.
+    cap: usize,
+    /// The end of the previous splice and what it moved, and whether it followed a pause.
+    last: Option<(Instant, usize, bool)>,
+    /// The pause before the previous splice, if there was one: its start.
+    paused_at: Option<Instant>,
+    /// A pause was too long for this writer's rate: no more pauses until it goes quiet.
+    hot: bool,
+}
+
+impl Gather {
+    pub(crate) fn new(cap: usize) -> Gather {
+        Gather {
+            cap,
+            last: None,
+            paused_at: None,
+            hot: false,
+        }
+    }
+
+    /// Called when both ends are ready: how long to pause before splicing, if at all.
+    pub(crate) fn pause(&mut self, now: Instant) -> Option<Duration> {
+        if self.cap < 16 * 4096 {
+            return None;
+        }
+        let (at, n, after_pause) = self.last?;
+        if now.saturating_duration_since(at) >= RECENT {
+            // Silence: whatever comes now is spliced at once, and the writer starts afresh.
+            self.hot = false;
+            return None;
+        }
+        // After a pause, keep pausing while the writer's rate cannot fill the pipe within
+        // PAUSE_BOUND (checked in `moved`); after an immediate splice, pause only for a writer
+        // of small pieces.
+        if self.hot || (!after_pause && n >= SMALL) {
+            return None;
+        }
+        self.paused_at = Some(now);
+        Some(GATHER)
+    }
+
+    /// Called after a splice that moved `n` bytes and ended at `now`.
+    pub(crate) fn moved(&mut self, n: usize, now: Instant) {
+        let paused = self.paused_at.take();
+        if let Some(start) = paused {
+            let took = now.saturating_duration_since(start).max(GATHER);
+            // What the writer would put in the pipe over the longest pause at this rate.
+            let projected = n as u128 * PAUSE_BOUND.as_nanos() / took.as_nanos();
+            if projected >= self.cap as u128 / 2 {
+                self.hot = true;
+            }
+        }
+        self.last = Some((now, n, paused.is_some()));
+    }
+}
+
 /// Splices from `from` to `to` until the stream ends, the sink goes away, or `keep_going`
 /// says stop (checked whenever the loop would wait; `wake` interrupts a wait to check it).
 pub async fn forward(
@@ -116,6 +207,7 @@ pub async fn forward(
     wake: &tokio::sync::Notify,
 ) -> End {
     let (rfd, wfd) = (from.as_raw_fd(), to.as_raw_fd());
+    let mut gather = Gather::new(capacity(rfd));
     loop {
         if !keep_going() {
             return End::Yield;
@@ -128,11 +220,36 @@ pub async fn forward(
             r = ready => if r.is_err() { return End::Yield },
             _ = wake.notified() => continue,
         }
+        if let Some(pause) = gather.pause(Instant::now()) {
+            // What was written stays in the pipe meanwhile: nothing is lost, and the pause is
+            // bounded; a wake cuts it short so a change of mode is seen at once.
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = wake.notified() => continue,
+            }
+        }
         // Each side's readiness is cleared only through its own `try_io`, with the readiness
         // read before the splice: an event that arrives meanwhile is never lost.
+        let mut drained = 0;
         let moved = to.try_io(|| {
-            match from.try_io(|| splice_once(rfd, wfd).map_err(|e| classify(e, rfd, wfd))) {
+            let spliced = from.try_io(|| {
+                let n = splice_once(rfd, wfd).map_err(|e| classify(e, rfd, wfd))?;
+                // Less than asked for: the source is empty or the sink full. An empty source
+                // is told at once by WouldBlock (clearing its readiness) instead of by a second
+                // splice's EAGAIN and a poll. A source that still holds data keeps its
+                // readiness: the sink took only part, and the next splice tells which side
+                // blocks (clearing it here would stall the stream until the next write).
+                if n > 0 && n < MAX && unread(rfd) == Some(0) {
+                    drained = n;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match spliced {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if drained > 0 {
+                        return Ok(drained);
+                    }
                     // The source is drained: report it so, without clearing the sink.
                     Err(io::Error::other(SourceEmpty))
                 }
@@ -145,7 +262,7 @@ pub async fn forward(
         });
         match moved {
             Ok(0) => return End::Eof,
-            Ok(_) => {}
+            Ok(n) => gather.moved(n, Instant::now()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.get_ref().is_some_and(|i| i.is::<SourceEmpty>()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -155,5 +272,194 @@ pub async fn forward(
                 return End::Yield;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        os::fd::{AsFd, OwnedFd},
+        sync::Arc,
+    };
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const FULL: usize = 16 * 4096;
+
+    /// A process pipe and a sink pipe with `forward` running between them until EOF.
+    struct Rig {
+        process: pipe::Sender,
+        reader: pipe::Receiver,
+        /// The sink's write end, for shrinking it.
+        sink: Arc<pipe::Sender>,
+        task: tokio::task::JoinHandle<End>,
+        source_fd: RawFd,
+    }
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        let p = crate::io::pipe::output().expect("pipe");
+        (p.ours, p.child)
+    }
+
+    fn rig() -> Rig {
+        let (src_r, src_w) = pair();
+        let (sink_r, sink_w) = pair();
+        let source_fd = src_r.as_raw_fd();
+        let from = pipe::Receiver::from_owned_fd(src_r).expect("source");
+        let sink = Arc::new(pipe::Sender::from_owned_fd(sink_w).expect("sink"));
+        let to = sink.clone();
+        let task = tokio::spawn(async move {
+            let wake = tokio::sync::Notify::new();
+            forward(&from, &to, || true, &wake).await
+        });
+        Rig {
+            process: pipe::Sender::from_owned_fd(src_w).expect("process"),
+            reader: pipe::Receiver::from_owned_fd(sink_r).expect("reader"),
+            sink,
+            task,
+            source_fd,
+        }
+    }
+
+    async fn read_exactly(rx: &mut pipe::Receiver, want: usize) -> Vec<u8> {
+        let mut got = vec![0u8; want];
+        tokio::time::timeout(Duration::from_secs(5), rx.read_exact(&mut got))
+            .await
+            .expect("not everything arrived within 5 s")
+            .expect("read");
+        got
+    }
+
+    #[tokio::test]
+    async fn lines_written_with_pauses_all_arrive_in_order() {
+        let mut r = rig();
+        let mut reader = r.reader;
+        let total = 3000 * 100;
+        // The reader stays open to the end, so the end seen is the source's EOF.
+        let got = tokio::spawn(async move { (read_exactly(&mut reader, total).await, reader) });
+        let mut want = Vec::new();
+        for i in 0..3000u32 {
+            let line = format!("{i:099}\n");
+            r.process.write_all(line.as_bytes()).await.expect("write");
+            want.extend_from_slice(line.as_bytes());
+            // Bursts, then silences, around the gathering thresholds.
+            match i % 500 {
+                0 => tokio::time::sleep(Duration::from_millis(3)).await,
+                250 => tokio::time::sleep(Duration::from_micros(900)).await,
+                _ if i % 7 == 0 => tokio::task::yield_now().await,
+                _ => {}
+            }
+        }
+        let (got, _reader) = got.await.expect("join");
+        assert!(got == want, "bytes lost or reordered");
+        drop(r.process);
+        let end = tokio::time::timeout(Duration::from_secs(5), r.task)
+            .await
+            .expect("no EOF")
+            .expect("join");
+        assert!(matches!(end, End::Eof));
+    }
+
+    #[tokio::test]
+    async fn a_lone_line_after_silence_arrives_within_a_few_ms() {
+        let mut r = rig();
+        // A burst first, so the gathering is primed, then silence.
+        for _ in 0..200 {
+            r.process.write_all(&[b'b'; 100]).await.expect("write");
+        }
+        read_exactly(&mut r.reader, 200 * 100).await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let t = Instant::now();
+            r.process.write_all(b"lone\n").await.expect("write");
+            assert_eq!(read_exactly(&mut r.reader, 5).await, b"lone\n");
+            let took = t.elapsed();
+            assert!(took < Duration::from_millis(3), "a lone line took {took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_left_with_data_by_a_partial_sink_keeps_flowing_without_new_writes() {
+        let mut r = rig();
+        // A one-page sink takes only part of what the source holds.
+        nix::fcntl::fcntl(r.sink.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+            .expect("shrink the sink");
+        let data: Vec<u8> = (0..3 * 4096).map(|i| (i % 251) as u8).collect();
+        r.process.write_all(&data).await.expect("write");
+        // Nothing more is written: what is left in the source must still come through as the
+        // reader makes room, or the source's readiness was cleared with data in it.
+        let got = read_exactly(&mut r.reader, data.len()).await;
+        assert!(got == data);
+        assert_eq!(unread(r.source_fd), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_fast_writer_of_pages_never_waits_for_a_pause() {
+        let mut r = rig();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; FULL];
+            let mut total = 0usize;
+            while total < 64 * 1024 * 1024 {
+                let n = r.reader.read(&mut buf).await.expect("read");
+                assert!(n > 0);
+                total += n;
+            }
+        });
+        let page = [b'p'; 4096];
+        let t = Instant::now();
+        for _ in 0..(64 * 1024 * 1024 / 4096) {
+            r.process.write_all(&page).await.expect("write");
+        }
+        tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("reader")
+            .expect("join");
+        // 16384 writes: a pause per write (1-2 ms) would take 16 s and more.
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "64 MiB in 4 KiB writes took {took:?}"
+        );
+    }
+
+    #[test]
+    fn gathering_only_for_bursts_of_small_writes_on_a_full_pipe() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_micros(n * 1000);
+        let us = |n: u64| t0 + Duration::from_micros(n);
+
+        // The first splice after silence never waits.
+        let mut g = Gather::new(FULL);
+        assert_eq!(g.pause(ms(0)), None);
+        g.moved(100, us(10));
+        // The next line within RECENT: a burst of small writes, so gather.
+        assert_eq!(g.pause(us(20)), Some(GATHER));
+        // The pause gathered 15 KB in 1.5 ms: projected 30 KB over 3 ms, under half the pipe.
+        g.moved(15_000, us(1520));
+        assert_eq!(g.pause(us(1530)), Some(GATHER));
+        // Now 30 KB in 1 ms: 90 KB over 3 ms could fill the pipe: no more pauses...
+        g.moved(30_000, us(2530));
+        assert_eq!(g.pause(us(2540)), None);
+        g.moved(100, us(2550));
+        assert_eq!(g.pause(us(2560)), None, "hot until the writer goes quiet");
+        g.moved(100, us(2570));
+        // ...until a silence.
+        assert_eq!(g.pause(us(2570) + RECENT), None);
+        g.moved(100, us(2570) + RECENT);
+        assert_eq!(g.pause(us(2580) + RECENT), Some(GATHER));
+
+        // Pages (a 4 KiB writer) are never held back.
+        let mut g = Gather::new(FULL);
+        g.moved(4096, us(0));
+        assert_eq!(g.pause(us(5)), None);
+        g.moved(8192, us(10));
+        assert_eq!(g.pause(us(15)), None);
+
+        // A one-page pipe (the user's pipe budget spent) is never gathered into.
+        let mut g = Gather::new(4096);
+        g.moved(100, us(0));
+        assert_eq!(g.pause(us(5)), None);
     }
 }
