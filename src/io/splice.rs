@@ -7,7 +7,6 @@
 use std::{
     io,
     os::fd::{AsRawFd, RawFd},
-    time::{Duration, Instant},
 };
 
 use tokio::net::unix::pipe;
@@ -116,88 +115,6 @@ fn unread(fd: RawFd) -> Option<usize> {
     (rc == 0).then_some(n.max(0) as usize)
 }
 
-/// The source's capacity in bytes; 0 if unknown.
-fn capacity(fd: RawFd) -> usize {
-    // SAFETY: F_GETPIPE_SZ on a pipe descriptor we hold.
-    let rc = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-    rc.max(0) as usize
-}
-
-/// How long a burst of small writes is left to gather in the source before the next splice
-/// (tokio's timer wheel rounds it up to the next millisecond tick: 1-2 ms).
-const GATHER: Duration = Duration::from_millis(1);
-/// Writes closer than this to the previous splice are a burst; a line after a longer silence is
-/// spliced at once, so a lone line never waits.
-const RECENT: Duration = Duration::from_millis(1);
-/// A splice right after a wake-up that moved less than a page: the writer writes small pieces
-/// (a 4 KiB writer always moves a page or more and is never held back).
-const SMALL: usize = 4096;
-/// The longest a pause may turn out (the timer's rounding and a busy machine), for projecting
-/// whether the writer could fill the pipe meanwhile.
-const PAUSE_BOUND: Duration = Duration::from_millis(3);
-
-/// Whether to let the source gather a burst of small writes before the next splice, so that
-/// many lines cost one wake-up and one splice instead of one each, for the shim and the FIFO's
-/// reader alike. Never when the writer could fill the pipe during the pause (it would block:
-/// a stall, not a saving), and never for a line after silence (no added latency).
-#[derive(Debug)]
-pub(crate) struct Gather {
-    /// Only on a full-size pipe: a one-page pipe fills with a few lines.
-    cap: usize,
-    /// The end of the previous splice and what it moved, and whether it followed a pause.
-    last: Option<(Instant, usize, bool)>,
-    /// The pause before the previous splice, if there was one: its start.
-    paused_at: Option<Instant>,
-    /// A pause was too long for this writer's rate: no more pauses until it goes quiet.
-    hot: bool,
-}
-
-impl Gather {
-    pub(crate) fn new(cap: usize) -> Gather {
-        Gather {
-            cap,
-            last: None,
-            paused_at: None,
-            hot: false,
-        }
-    }
-
-    /// Called when both ends are ready: how long to pause before splicing, if at all.
-    pub(crate) fn pause(&mut self, now: Instant) -> Option<Duration> {
-        if self.cap < 16 * 4096 {
-            return None;
-        }
-        let (at, n, after_pause) = self.last?;
-        if now.saturating_duration_since(at) >= RECENT {
-            // Silence: whatever comes now is spliced at once, and the writer starts afresh.
-            self.hot = false;
-            return None;
-        }
-        // After a pause, keep pausing while the writer's rate cannot fill the pipe within
-        // PAUSE_BOUND (checked in `moved`); after an immediate splice, pause only for a writer
-        // of small pieces.
-        if self.hot || (!after_pause && n >= SMALL) {
-            return None;
-        }
-        self.paused_at = Some(now);
-        Some(GATHER)
-    }
-
-    /// Called after a splice that moved `n` bytes and ended at `now`.
-    pub(crate) fn moved(&mut self, n: usize, now: Instant) {
-        let paused = self.paused_at.take();
-        if let Some(start) = paused {
-            let took = now.saturating_duration_since(start).max(GATHER);
-            // What the writer would put in the pipe over the longest pause at this rate.
-            let projected = n as u128 * PAUSE_BOUND.as_nanos() / took.as_nanos();
-            if projected >= self.cap as u128 / 2 {
-                self.hot = true;
-            }
-        }
-        self.last = Some((now, n, paused.is_some()));
-    }
-}
-
 /// Splices from `from` to `to` until the stream ends, the sink goes away, or `keep_going`
 /// says stop (checked whenever the loop would wait; `wake` interrupts a wait to check it).
 pub async fn forward(
@@ -207,7 +124,6 @@ pub async fn forward(
     wake: &tokio::sync::Notify,
 ) -> End {
     let (rfd, wfd) = (from.as_raw_fd(), to.as_raw_fd());
-    let mut gather = Gather::new(capacity(rfd));
     loop {
         if !keep_going() {
             return End::Yield;
@@ -219,14 +135,6 @@ pub async fn forward(
         tokio::select! {
             r = ready => if r.is_err() { return End::Yield },
             _ = wake.notified() => continue,
-        }
-        if let Some(pause) = gather.pause(Instant::now()) {
-            // What was written stays in the pipe meanwhile: nothing is lost, and the pause is
-            // bounded; a wake cuts it short so a change of mode is seen at once.
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = wake.notified() => continue,
-            }
         }
         // Each side's readiness is cleared only through its own `try_io`, with the readiness
         // read before the splice: an event that arrives meanwhile is never lost.
@@ -262,7 +170,7 @@ pub async fn forward(
         });
         match moved {
             Ok(0) => return End::Eof,
-            Ok(n) => gather.moved(n, Instant::now()),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.get_ref().is_some_and(|i| i.is::<SourceEmpty>()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -283,6 +191,8 @@ mod tests {
     };
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use std::time::{Duration, Instant};
 
     use super::*;
 
@@ -344,7 +254,7 @@ mod tests {
             let line = format!("{i:099}\n");
             r.process.write_all(line.as_bytes()).await.expect("write");
             want.extend_from_slice(line.as_bytes());
-            // Bursts, then silences, around the gathering thresholds.
+            // Bursts, then silences: some lines find the source empty, some do not.
             match i % 500 {
                 0 => tokio::time::sleep(Duration::from_millis(3)).await,
                 250 => tokio::time::sleep(Duration::from_micros(900)).await,
@@ -365,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn a_lone_line_after_silence_arrives_within_a_few_ms() {
         let mut r = rig();
-        // A burst first, so the gathering is primed, then silence.
+        // A burst first, then silence: every lone line must be forwarded at once.
         for _ in 0..200 {
             r.process.write_all(&[b'b'; 100]).await.expect("write");
         }
@@ -422,44 +332,5 @@ mod tests {
             took < Duration::from_secs(8),
             "64 MiB in 4 KiB writes took {took:?}"
         );
-    }
-
-    #[test]
-    fn gathering_only_for_bursts_of_small_writes_on_a_full_pipe() {
-        let t0 = Instant::now();
-        let ms = |n: u64| t0 + Duration::from_micros(n * 1000);
-        let us = |n: u64| t0 + Duration::from_micros(n);
-
-        // The first splice after silence never waits.
-        let mut g = Gather::new(FULL);
-        assert_eq!(g.pause(ms(0)), None);
-        g.moved(100, us(10));
-        // The next line within RECENT: a burst of small writes, so gather.
-        assert_eq!(g.pause(us(20)), Some(GATHER));
-        // The pause gathered 15 KB in 1.5 ms: projected 30 KB over 3 ms, under half the pipe.
-        g.moved(15_000, us(1520));
-        assert_eq!(g.pause(us(1530)), Some(GATHER));
-        // Now 30 KB in 1 ms: 90 KB over 3 ms could fill the pipe: no more pauses...
-        g.moved(30_000, us(2530));
-        assert_eq!(g.pause(us(2540)), None);
-        g.moved(100, us(2550));
-        assert_eq!(g.pause(us(2560)), None, "hot until the writer goes quiet");
-        g.moved(100, us(2570));
-        // ...until a silence.
-        assert_eq!(g.pause(us(2570) + RECENT), None);
-        g.moved(100, us(2570) + RECENT);
-        assert_eq!(g.pause(us(2580) + RECENT), Some(GATHER));
-
-        // Pages (a 4 KiB writer) are never held back.
-        let mut g = Gather::new(FULL);
-        g.moved(4096, us(0));
-        assert_eq!(g.pause(us(5)), None);
-        g.moved(8192, us(10));
-        assert_eq!(g.pause(us(15)), None);
-
-        // A one-page pipe (the user's pipe budget spent) is never gathered into.
-        let mut g = Gather::new(4096);
-        g.moved(100, us(0));
-        assert_eq!(g.pause(us(5)), None);
     }
 }
