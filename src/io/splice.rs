@@ -107,6 +107,14 @@ fn ready_now(from: RawFd, to: RawFd) -> (bool, bool) {
     (ready(&fds[0]), ready(&fds[1]))
 }
 
+/// Bytes waiting in a pipe; None if the kernel does not say.
+fn unread(fd: RawFd) -> Option<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on a pipe descriptor we hold, into an int we own.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    (rc == 0).then_some(n.max(0) as usize)
+}
+
 /// Splices from `from` to `to` until the stream ends, the sink goes away, or `keep_going`
 /// says stop (checked whenever the loop would wait; `wake` interrupts a wait to check it).
 pub async fn forward(
@@ -130,9 +138,26 @@ pub async fn forward(
         }
         // Each side's readiness is cleared only through its own `try_io`, with the readiness
         // read before the splice: an event that arrives meanwhile is never lost.
+        let mut drained = 0;
         let moved = to.try_io(|| {
-            match from.try_io(|| splice_once(rfd, wfd).map_err(|e| classify(e, rfd, wfd))) {
+            let spliced = from.try_io(|| {
+                let n = splice_once(rfd, wfd).map_err(|e| classify(e, rfd, wfd))?;
+                // Less than asked for: the source is empty or the sink full. An empty source
+                // is told at once by WouldBlock (clearing its readiness) instead of by a second
+                // splice's EAGAIN and a poll. A source that still holds data keeps its
+                // readiness: the sink took only part, and the next splice tells which side
+                // blocks (clearing it here would stall the stream until the next write).
+                if n > 0 && n < MAX && unread(rfd) == Some(0) {
+                    drained = n;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match spliced {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if drained > 0 {
+                        return Ok(drained);
+                    }
                     // The source is drained: report it so, without clearing the sink.
                     Err(io::Error::other(SourceEmpty))
                 }
@@ -155,5 +180,157 @@ pub async fn forward(
                 return End::Yield;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        os::fd::{AsFd, OwnedFd},
+        sync::Arc,
+    };
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const FULL: usize = 16 * 4096;
+
+    /// A process pipe and a sink pipe with `forward` running between them until EOF.
+    struct Rig {
+        process: pipe::Sender,
+        reader: pipe::Receiver,
+        /// The sink's write end, for shrinking it.
+        sink: Arc<pipe::Sender>,
+        task: tokio::task::JoinHandle<End>,
+        source_fd: RawFd,
+    }
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        let p = crate::io::pipe::output().expect("pipe");
+        (p.ours, p.child)
+    }
+
+    fn rig() -> Rig {
+        let (src_r, src_w) = pair();
+        let (sink_r, sink_w) = pair();
+        let source_fd = src_r.as_raw_fd();
+        let from = pipe::Receiver::from_owned_fd(src_r).expect("source");
+        let sink = Arc::new(pipe::Sender::from_owned_fd(sink_w).expect("sink"));
+        let to = sink.clone();
+        let task = tokio::spawn(async move {
+            let wake = tokio::sync::Notify::new();
+            forward(&from, &to, || true, &wake).await
+        });
+        Rig {
+            process: pipe::Sender::from_owned_fd(src_w).expect("process"),
+            reader: pipe::Receiver::from_owned_fd(sink_r).expect("reader"),
+            sink,
+            task,
+            source_fd,
+        }
+    }
+
+    async fn read_exactly(rx: &mut pipe::Receiver, want: usize) -> Vec<u8> {
+        let mut got = vec![0u8; want];
+        tokio::time::timeout(Duration::from_secs(5), rx.read_exact(&mut got))
+            .await
+            .expect("not everything arrived within 5 s")
+            .expect("read");
+        got
+    }
+
+    #[tokio::test]
+    async fn lines_written_with_pauses_all_arrive_in_order() {
+        let mut r = rig();
+        let mut reader = r.reader;
+        let total = 3000 * 100;
+        // The reader stays open to the end, so the end seen is the source's EOF.
+        let got = tokio::spawn(async move { (read_exactly(&mut reader, total).await, reader) });
+        let mut want = Vec::new();
+        for i in 0..3000u32 {
+            let line = format!("{i:099}\n");
+            r.process.write_all(line.as_bytes()).await.expect("write");
+            want.extend_from_slice(line.as_bytes());
+            // Bursts, then silences: some lines find the source empty, some do not.
+            match i % 500 {
+                0 => tokio::time::sleep(Duration::from_millis(3)).await,
+                250 => tokio::time::sleep(Duration::from_micros(900)).await,
+                _ if i % 7 == 0 => tokio::task::yield_now().await,
+                _ => {}
+            }
+        }
+        let (got, _reader) = got.await.expect("join");
+        assert!(got == want, "bytes lost or reordered");
+        drop(r.process);
+        let end = tokio::time::timeout(Duration::from_secs(5), r.task)
+            .await
+            .expect("no EOF")
+            .expect("join");
+        assert!(matches!(end, End::Eof));
+    }
+
+    #[tokio::test]
+    async fn a_lone_line_after_silence_arrives_within_a_few_ms() {
+        let mut r = rig();
+        // A burst first, then silence: every lone line must be forwarded at once.
+        for _ in 0..200 {
+            r.process.write_all(&[b'b'; 100]).await.expect("write");
+        }
+        read_exactly(&mut r.reader, 200 * 100).await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let t = Instant::now();
+            r.process.write_all(b"lone\n").await.expect("write");
+            assert_eq!(read_exactly(&mut r.reader, 5).await, b"lone\n");
+            let took = t.elapsed();
+            assert!(took < Duration::from_millis(3), "a lone line took {took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_left_with_data_by_a_partial_sink_keeps_flowing_without_new_writes() {
+        let mut r = rig();
+        // A one-page sink takes only part of what the source holds.
+        nix::fcntl::fcntl(r.sink.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
+            .expect("shrink the sink");
+        let data: Vec<u8> = (0..3 * 4096).map(|i| (i % 251) as u8).collect();
+        r.process.write_all(&data).await.expect("write");
+        // Nothing more is written: what is left in the source must still come through as the
+        // reader makes room, or the source's readiness was cleared with data in it.
+        let got = read_exactly(&mut r.reader, data.len()).await;
+        assert!(got == data);
+        assert_eq!(unread(r.source_fd), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_fast_writer_of_pages_never_waits_for_a_pause() {
+        let mut r = rig();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; FULL];
+            let mut total = 0usize;
+            while total < 64 * 1024 * 1024 {
+                let n = r.reader.read(&mut buf).await.expect("read");
+                assert!(n > 0);
+                total += n;
+            }
+        });
+        let page = [b'p'; 4096];
+        let t = Instant::now();
+        for _ in 0..(64 * 1024 * 1024 / 4096) {
+            r.process.write_all(&page).await.expect("write");
+        }
+        tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("reader")
+            .expect("join");
+        // 16384 writes: a pause per write (1-2 ms) would take 16 s and more.
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "64 MiB in 4 KiB writes took {took:?}"
+        );
     }
 }
