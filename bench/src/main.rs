@@ -2,7 +2,7 @@
 //! same run, interleaved, each result as the ratio sluice/stock. See bench/README.md.
 //!
 //!   cargo run -p sluice-bench --release -- [--quick] [--only lines,write-4k,write-64k,latency,exec]
-//!       [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE]
+//!       [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N]
 //!
 //! Needs root, runc, busybox-static and containerd, as the integration tests do (it runs on
 //! their harness: one private containerd per shim, torn down by `TestEnv`'s Drop, also when a
@@ -23,7 +23,7 @@ use workloads::Pair;
 
 const WORKLOADS: [&str; 5] = ["lines", "write-4k", "write-64k", "latency", "exec"];
 const USAGE: &str = "usage: sluice-bench [--quick] [--only lines,write-4k,write-64k,latency,exec] \
-                     [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE]";
+                     [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N]";
 
 struct Args {
     quick: bool,
@@ -31,6 +31,8 @@ struct Args {
     containerd: String,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
+    /// Execs for the RSS reading of workload 5 (default 10,000; quick 500).
+    rss_execs: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -40,10 +42,14 @@ fn parse_args() -> Args {
         containerd: "1.6".into(),
         json: None,
         svg: None,
+        rss_execs: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| die(&format!("{arg} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| die(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--quick" => a.quick = true,
             "--only" => {
@@ -55,6 +61,13 @@ fn parse_args() -> Args {
             "--containerd" => a.containerd = value(),
             "--json" => a.json = Some(value().into()),
             "--svg" => a.svg = Some(value().into()),
+            "--rss-execs" => {
+                let v = value();
+                a.rss_execs =
+                    Some(v.parse().ok().filter(|n| *n >= 100).unwrap_or_else(|| {
+                        die(&format!("--rss-execs {v}: a number of at least 100"))
+                    }));
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -95,9 +108,7 @@ fn shim_bin() -> PathBuf {
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
         .expect("rustc -vV names the host");
-    let bin = workspace().join(format!(
-        "target/{triple}/release/containerd-shim-sluice-v2"
-    ));
+    let bin = workspace().join(format!("target/{triple}/release/containerd-shim-sluice-v2"));
     if !bin.is_file() {
         eprintln!("[bench] building the static release shim (scripts/build-static.sh --release)");
         let ok = Command::new("bash")
@@ -106,7 +117,10 @@ fn shim_bin() -> PathBuf {
             .status()
             .expect("run scripts/build-static.sh")
             .success();
-        assert!(ok && bin.is_file(), "scripts/build-static.sh --release failed");
+        assert!(
+            ok && bin.is_file(),
+            "scripts/build-static.sh --release failed"
+        );
     }
     bin
 }
@@ -125,8 +139,13 @@ fn fault_runc() -> PathBuf {
         let release = dir.file_name().is_some_and(|n| n == "release");
         eprintln!("[bench] building the harness's fault-runc");
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(workspace())
-            .args(["build", "-p", "sluice-integration", "--bin", "fault-runc"]);
+        cmd.current_dir(workspace()).args([
+            "build",
+            "-p",
+            "sluice-integration",
+            "--bin",
+            "fault-runc",
+        ]);
         if release {
             cmd.arg("--release");
         }
@@ -175,7 +194,10 @@ fn main() {
         sluice: TestEnv::start("bench-sluice", Runtime::Sluice),
     };
     let mut metrics = Vec::new();
-    for w in WORKLOADS.iter().filter(|w| args.only.iter().any(|o| o == *w)) {
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| args.only.iter().any(|o| o == *w))
+    {
         let t = Instant::now();
         eprintln!("[bench] == {w}");
         metrics.extend(match *w {
@@ -184,11 +206,8 @@ fn main() {
             "write-64k" => workloads::bulk(&pair, w, if q { 64 << 20 } else { 1 << 30 }, rounds),
             "latency" => workloads::latency(&pair, if q { 100 } else { 1000 }),
             "exec" => {
-                if q {
-                    workloads::execs(&pair, 20, 500)
-                } else {
-                    workloads::execs(&pair, 200, 10_000)
-                }
+                let (n, total) = if q { (20, 500) } else { (200, 10_000) };
+                workloads::execs(&pair, n, args.rss_execs.unwrap_or(total))
             }
             _ => unreachable!("workload names are checked in parse_args"),
         });
@@ -197,11 +216,11 @@ fn main() {
     drop(pair);
 
     let elapsed = started.elapsed().as_secs_f64();
-    let commit = text_of(
-        Command::new("git")
-            .current_dir(workspace())
-            .args(["rev-parse", "--short", "HEAD"]),
-    );
+    let commit = text_of(Command::new("git").current_dir(workspace()).args([
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]));
     let date = text_of(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]));
     let title = format!(
         "sluice/stock, {} run, containerd {}, {date}, {commit}",
@@ -223,6 +242,7 @@ fn main() {
             "containerd": args.containerd,
             "shim": shim.display().to_string(),
             "rounds": rounds,
+            "rss_execs": args.rss_execs,
             "seconds": elapsed,
             "loadavg_before": load_before,
             "loadavg_after": loadavg(),

@@ -35,19 +35,13 @@ pub fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// A field of /proc/<pid>/smaps_rollup in KiB (e.g. "Pss", "Rss").
-pub fn smaps_kib(pid: i32, field: &str) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        (f.next()? == format!("{field}:")).then(|| f.next()?.parse().ok())?
-    })
-}
-
 /// The long-lived shim: not the transient `... start` / `... delete` invocations containerd
 /// makes of the same binary.
 fn long_lived(p: &ProcInfo) -> bool {
-    !matches!(p.argv.last().map(String::as_str), Some("start") | Some("delete"))
+    !matches!(
+        p.argv.last().map(String::as_str),
+        Some("start") | Some("delete")
+    )
 }
 
 /// The serving shim of container `id` in `env`, if it runs.

@@ -34,7 +34,7 @@ impl Pair {
 
 /// Round `i`'s order: alternating, so neither shim always runs on a warmer (or busier) machine.
 pub fn order(i: usize) -> [Runtime; 2] {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         [Runtime::RuncV2, Runtime::Sluice]
     } else {
         [Runtime::Sluice, Runtime::RuncV2]
@@ -116,8 +116,13 @@ struct Stream {
 }
 
 fn stream(env: &TestEnv, rt: Runtime, id: &str, script: &str, timeout: Duration) -> Stream {
-    let args =
-        env.run_args_with_flags(id, false, &RunOpts::default(), &[], &["/bin/sh", "-c", script]);
+    let args = env.run_args_with_flags(
+        id,
+        false,
+        &RunOpts::default(),
+        &[],
+        &["/bin/sh", "-c", script],
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = env.ctr_cmd(&args);
     cmd.stdin(Stdio::null())
@@ -220,13 +225,7 @@ pub fn lines(pair: &Pair, n: u64, rounds: usize) -> Vec<Metric> {
             Agg::Median,
             Target::RatioMax(0.8),
         ),
-        cpu.metric(
-            "lines",
-            "shim CPU",
-            "s",
-            Agg::Median,
-            Target::RatioMax(0.5),
-        ),
+        cpu.metric("lines", "shim CPU", "s", Agg::Median, Target::RatioMax(0.5)),
     ]
 }
 
@@ -240,7 +239,10 @@ pub fn bulk(pair: &Pair, workload: &'static str, size: u64, rounds: usize) -> Ve
         )
     } else {
         (
-            format!("dd if=/dev/zero bs=65536 count={} 2>/dev/null", size / 65536),
+            format!(
+                "dd if=/dev/zero bs=65536 count={} 2>/dev/null",
+                size / 65536
+            ),
             2.0,
             Target::None,
         )
@@ -344,7 +346,7 @@ pub fn latency(pair: &Pair, k: usize) -> Vec<Metric> {
     }
     let mut rtt = Samples::default();
     for i in 0..k {
-        if i % 50 == 0 {
+        if i.is_multiple_of(50) {
             progress("latency", &format!("sample {}/{k}", i + 1));
         }
         for rt in order(i) {
@@ -395,9 +397,12 @@ pub fn execs(pair: &Pair, n: usize, total: usize) -> Vec<Metric> {
     }
     let shim = |rt: Runtime| shims.iter().find(|s| s.0 == rt).expect("shim").1;
     let exec = |rt: Runtime, i: usize| {
-        let out = pair
-            .env(rt)
-            .exec(ID, &format!("e{i}"), &["/bin/true"], Duration::from_secs(60));
+        let out = pair.env(rt).exec(
+            ID,
+            &format!("e{i}"),
+            &["/bin/true"],
+            Duration::from_secs(60),
+        );
         assert!(out.success(), "[{rt}] exec e{i}:\n{out}");
         out.elapsed.as_secs_f64()
     };
@@ -410,7 +415,7 @@ pub fn execs(pair: &Pair, n: usize, total: usize) -> Vec<Metric> {
     }
     let (mut lat, mut cpu) = (Samples::default(), Samples::default());
     for i in 0..n {
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             progress("exec", &format!("exec {}/{n}", i + 1));
         }
         for rt in order(i) {
