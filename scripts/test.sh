@@ -87,6 +87,14 @@ integration() {
 }
 for v in "${VERSIONS[@]}"; do
     step "integration tests, containerd $v" integration "$v"
+    if [[ $v == 1.6 ]]; then
+        # The benchmark in its quick mode, so it cannot rot: it fails only when it breaks; a
+        # missed target is in its table, not a failure. It measures the static release shim; the
+        # benchmark itself runs as a debug build, whose dependencies the tests above built.
+        step "benchmark (quick), containerd 1.6" env -u SLUICE_SHIM_BIN \
+            cargo run -p sluice-bench -- --quick --containerd 1.6 \
+            --json target/bench-quick.json --svg target/bench-quick.svg
+    fi
 done
 
 # The static shim on older userlands (bullseye's glibc 2.31; buster where the mirror still

@@ -1,0 +1,505 @@
+//! The workloads. Each runs on both shims in the same rounds, alternating which goes first, and
+//! returns its metrics with the raw samples of both.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sluice_integration::containers::kill_and_delete;
+use sluice_integration::procs::rss_kib;
+use sluice_integration::{RunOpts, Runtime, TestEnv};
+
+use crate::report::{Agg, Metric, Target};
+use crate::sample::{clk_tck, cpu_ticks, shim_of, ShimWatch};
+
+const MB: f64 = 1e6;
+
+/// One private containerd per runtime, both alive for the whole run.
+pub struct Pair {
+    pub stock: TestEnv,
+    pub sluice: TestEnv,
+}
+
+impl Pair {
+    pub fn env(&self, rt: Runtime) -> &TestEnv {
+        match rt {
+            Runtime::Sluice => &self.sluice,
+            Runtime::RuncV2 => &self.stock,
+        }
+    }
+}
+
+/// Round `i`'s order: alternating, so neither shim always runs on a warmer (or busier) machine.
+pub fn order(i: usize) -> [Runtime; 2] {
+    if i.is_multiple_of(2) {
+        [Runtime::RuncV2, Runtime::Sluice]
+    } else {
+        [Runtime::Sluice, Runtime::RuncV2]
+    }
+}
+
+fn progress(workload: &str, msg: &str) {
+    eprintln!("[bench] {workload}: {msg}");
+}
+
+/// Per-runtime samples.
+#[derive(Default)]
+struct Samples {
+    stock: Vec<f64>,
+    sluice: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, rt: Runtime, v: f64) {
+        match rt {
+            Runtime::Sluice => self.sluice.push(v),
+            Runtime::RuncV2 => self.stock.push(v),
+        }
+    }
+
+    fn metric(
+        self,
+        workload: &'static str,
+        name: &str,
+        unit: &'static str,
+        agg: Agg,
+        target: Target,
+    ) -> Metric {
+        Metric {
+            workload,
+            name: name.into(),
+            unit,
+            agg,
+            target,
+            stock: self.stock,
+            sluice: self.sluice,
+        }
+    }
+}
+
+/// A child killed (with its process group: ctr) if the benchmark unwinds before waiting.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Kills `pid` after `timeout` unless told to stand down first: a hung shim must not hang the
+/// benchmark (its blocking reads end when ctr dies).
+fn watchdog(pid: u32, timeout: Duration) -> mpsc::Sender<()> {
+    let (tx, rx) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+            eprintln!("[bench] ctr (pid {pid}) still running after {timeout:?}: killing it");
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    tx
+}
+
+/// One attached `ctr run --rm` whose stdout is read and counted.
+struct Stream {
+    wall: f64,
+    /// First byte to EOF at the reader: the copy, without container start and teardown.
+    transfer: f64,
+    bytes: u64,
+    shim_cpu: f64,
+}
+
+fn stream(env: &TestEnv, rt: Runtime, id: &str, script: &str, timeout: Duration) -> Stream {
+    let args = env.run_args_with_flags(
+        id,
+        false,
+        &RunOpts::default(),
+        &[],
+        &["/bin/sh", "-c", script],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = env.ctr_cmd(&args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let watch = ShimWatch::start(env, rt, id);
+    let t0 = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("[{rt}] cannot start ctr run {id}: {e}"));
+    let dog = watchdog(child.id(), timeout);
+    let mut out = child.stdout.take().expect("stdout piped");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let mut guard = Guard(Some(child));
+    let errs = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    let mut first = None;
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                first.get_or_insert_with(Instant::now);
+                bytes += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("[{rt}] reading ctr run {id}'s stdout: {e}"),
+        }
+    }
+    let eof = Instant::now();
+    let status = guard
+        .0
+        .take()
+        .expect("child")
+        .wait()
+        .unwrap_or_else(|e| panic!("[{rt}] waiting for ctr run {id}: {e}"));
+    let wall = t0.elapsed().as_secs_f64();
+    let _ = dog.send(());
+    let shim_cpu = watch.finish();
+    let stderr = errs.join().unwrap_or_default();
+    assert!(
+        status.success(),
+        "[{rt}] ctr run {id} ({script}) exited {status}: {stderr}"
+    );
+    let shim_cpu = shim_cpu.unwrap_or_else(|| panic!("[{rt}] no shim seen for {id}"));
+    Stream {
+        wall,
+        transfer: first.map_or(0.0, |f| (eof - f).as_secs_f64()),
+        bytes,
+        shim_cpu,
+    }
+}
+
+fn streams(
+    pair: &Pair,
+    workload: &'static str,
+    script: &str,
+    expect: u64,
+    rounds: usize,
+) -> Vec<(Runtime, Stream)> {
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        progress(workload, &format!("round {}/{rounds}", round + 1));
+        for rt in order(round) {
+            let id = format!("{workload}-{round}");
+            let s = stream(pair.env(rt), rt, &id, script, Duration::from_secs(900));
+            assert_eq!(
+                s.bytes, expect,
+                "[{rt}] {workload}: {} bytes arrived, {expect} expected",
+                s.bytes
+            );
+            out.push((rt, s));
+        }
+    }
+    out
+}
+
+/// 1: many small writes, one write(2) per 100-byte line. busybox dd with iflag=fullblock
+/// writes each 100-byte block with one write(2) (checked with strace -f -c: N+1 writes, the
+/// one more is dd's own summary, sent to /dev/null here).
+pub fn lines(pair: &Pair, n: u64, rounds: usize) -> Vec<Metric> {
+    let line = "x".repeat(99);
+    let script = format!("yes {line} | dd bs=100 count={n} iflag=fullblock 2>/dev/null");
+    let runs = streams(pair, "lines", &script, n * 100, rounds);
+    let (mut wall, mut cpu) = (Samples::default(), Samples::default());
+    for (rt, s) in runs {
+        wall.push(rt, s.wall);
+        cpu.push(rt, s.shim_cpu);
+    }
+    vec![
+        wall.metric(
+            "lines",
+            &format!("wall of ctr run, {n} lines"),
+            "s",
+            Agg::Median,
+            Target::RatioMax(0.8),
+        ),
+        cpu.metric("lines", "shim CPU", "s", Agg::Median, Target::RatioMax(0.5)),
+    ]
+}
+
+/// 2 and 3: bulk output in 4 KiB (busybox head) or 64 KiB (busybox dd) writes.
+pub fn bulk(pair: &Pair, workload: &'static str, size: u64, rounds: usize) -> Vec<Metric> {
+    let (script, min, cpu_target) = if workload == "write-4k" {
+        (
+            format!("head -c {size} /dev/zero"),
+            1.5,
+            Target::RatioMax(0.5),
+        )
+    } else {
+        (
+            format!(
+                "dd if=/dev/zero bs=65536 count={} 2>/dev/null",
+                size / 65536
+            ),
+            2.0,
+            Target::None,
+        )
+    };
+    let runs = streams(pair, workload, &script, size, rounds);
+    let (mut rate, mut cpu) = (Samples::default(), Samples::default());
+    for (rt, s) in runs {
+        rate.push(rt, s.bytes as f64 / MB / s.transfer.max(1e-6));
+        cpu.push(rt, s.shim_cpu);
+    }
+    vec![
+        rate.metric(
+            workload,
+            &format!("throughput, {} MiB", size >> 20),
+            "MB/s",
+            Agg::Median,
+            Target::RatioMin(min),
+        ),
+        cpu.metric(workload, "shim CPU", "s", Agg::Median, cpu_target),
+    ]
+}
+
+/// An attached `ctr run` echoing its stdin line by line.
+struct Echo {
+    guard: Guard,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    dog: mpsc::Sender<()>,
+}
+
+impl Echo {
+    fn start(env: &TestEnv, id: &str, timeout: Duration) -> Echo {
+        let argv = ["/bin/sh", "-c", "while read x; do echo $x; done"];
+        let args = env.run_args_with_flags(id, false, &RunOpts::default(), &[], &argv);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = env.ctr_cmd(&args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start ctr run {id}: {e}"));
+        let dog = watchdog(child.id(), timeout);
+        Echo {
+            stdin: child.stdin.take().expect("stdin piped"),
+            stdout: BufReader::new(child.stdout.take().expect("stdout piped")),
+            guard: Guard(Some(child)),
+            dog,
+        }
+    }
+
+    /// Seconds from writing one line to reading it back.
+    fn round_trip(&mut self, msg: &str) -> f64 {
+        let t0 = Instant::now();
+        self.stdin
+            .write_all(format!("{msg}\n").as_bytes())
+            .expect("write to the echo container's stdin");
+        let mut line = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .expect("read the echo container's stdout");
+        let dt = t0.elapsed().as_secs_f64();
+        assert!(
+            n > 0 && line.trim_end() == msg,
+            "echo container sent {line:?}, expected {msg:?}"
+        );
+        dt
+    }
+
+    /// Closes stdin: the loop ends, the container exits, ctr removes it.
+    fn stop(self) {
+        let Echo {
+            mut guard,
+            stdin,
+            stdout,
+            dog,
+        } = self;
+        drop(stdin);
+        drop(stdout);
+        let status = guard.0.take().expect("child").wait();
+        let _ = dog.send(());
+        match status {
+            Ok(s) if s.success() => {}
+            other => panic!("echo container's ctr ended with {other:?}"),
+        }
+    }
+}
+
+/// 4: latency of one short line after silence, over stdin and stdout pipes (the round trip:
+/// ctr → shim → container's stdin, echoed, container's stdout → shim → ctr).
+pub fn latency(pair: &Pair, k: usize) -> Vec<Metric> {
+    let timeout = Duration::from_secs(120 + k as u64);
+    let mut stock = Echo::start(&pair.stock, "latency", timeout);
+    let mut sluice = Echo::start(&pair.sluice, "latency", timeout);
+    // The first lines also wait for the containers to start.
+    for i in 0..5 {
+        stock.round_trip(&format!("warm{i}"));
+        sluice.round_trip(&format!("warm{i}"));
+    }
+    let mut rtt = Samples::default();
+    for i in 0..k {
+        if i.is_multiple_of(50) {
+            progress("latency", &format!("sample {}/{k}", i + 1));
+        }
+        for rt in order(i) {
+            let echo = match rt {
+                Runtime::Sluice => &mut sluice,
+                Runtime::RuncV2 => &mut stock,
+            };
+            rtt.push(rt, echo.round_trip(&format!("t{i}")) * 1e3);
+            // Silence: the line is alone, as a log line of an idle service is.
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    stock.stop();
+    sluice.stop();
+    let p99 = Samples {
+        stock: rtt.stock.clone(),
+        sluice: rtt.sluice.clone(),
+    };
+    vec![
+        rtt.metric(
+            "latency",
+            &format!("pipe round trip p50, {k} lines"),
+            "ms",
+            Agg::Median,
+            Target::None,
+        ),
+        p99.metric(
+            "latency",
+            "pipe round trip p99",
+            "ms",
+            Agg::P99,
+            Target::RatioMax(1.0),
+        ),
+    ]
+}
+
+/// 5: execs of /bin/true into a running sleeper: latency, shim CPU per exec, shim RSS after
+/// 100 execs and after `total`.
+pub fn execs(pair: &Pair, n: usize, total: usize) -> Vec<Metric> {
+    const ID: &str = "sleeper";
+    let mut shims = Vec::new();
+    for rt in [Runtime::RuncV2, Runtime::Sluice] {
+        let env = pair.env(rt);
+        env.run_detached(ID, &[], &["sleep", "1000000"]);
+        env.wait_task_status(ID, "RUNNING", Duration::from_secs(30));
+        let pid = shim_of(env, rt, ID).unwrap_or_else(|| panic!("[{rt}] no shim for {ID}"));
+        shims.push((rt, pid));
+    }
+    let shim = |rt: Runtime| shims.iter().find(|s| s.0 == rt).expect("shim").1;
+    let exec = |rt: Runtime, i: usize| {
+        let out = pair.env(rt).exec(
+            ID,
+            &format!("e{i}"),
+            &["/bin/true"],
+            Duration::from_secs(60),
+        );
+        assert!(out.success(), "[{rt}] exec e{i}:\n{out}");
+        out.elapsed.as_secs_f64()
+    };
+    let mut done = 0;
+    for i in 0..3 {
+        for rt in order(i) {
+            exec(rt, done);
+        }
+        done += 1;
+    }
+    let (mut lat, mut cpu) = (Samples::default(), Samples::default());
+    for i in 0..n {
+        if i.is_multiple_of(20) {
+            progress("exec", &format!("exec {}/{n}", i + 1));
+        }
+        for rt in order(i) {
+            let before = cpu_ticks(shim(rt)).expect("shim alive");
+            lat.push(rt, exec(rt, done) * 1e3);
+            // The exec's own CPU shows up within a tick or two after ctr returns.
+            let after = cpu_ticks(shim(rt)).expect("shim alive");
+            cpu.push(rt, (after - before) as f64 / clk_tck() * 1e3);
+        }
+        done += 1;
+    }
+    // Memory: both shims exec'd in parallel threads (timing no longer matters), to save time.
+    let run_to = |rt: Runtime, from: usize, to: usize| {
+        for i in from..to {
+            exec(rt, i);
+        }
+    };
+    let phase = |from: usize, to: usize| {
+        thread::scope(|s| {
+            s.spawn(|| run_to(Runtime::RuncV2, from, to));
+            s.spawn(|| run_to(Runtime::Sluice, from, to));
+        })
+    };
+    progress("exec", &format!("to 100 execs (now {done})"));
+    phase(done, done.max(100));
+    done = done.max(100);
+    // A moment for both to free what the last exec held.
+    thread::sleep(Duration::from_millis(500));
+    let mut rss100 = Samples::default();
+    for rt in [Runtime::RuncV2, Runtime::Sluice] {
+        rss100.push(rt, rss_kib(shim(rt)) as f64);
+    }
+    progress("exec", &format!("to {total} execs"));
+    phase(done, total);
+    thread::sleep(Duration::from_millis(500));
+    let mut rss_end = Samples::default();
+    let mut growth = Samples::default();
+    for rt in [Runtime::RuncV2, Runtime::Sluice] {
+        let r = rss_kib(shim(rt)) as f64;
+        rss_end.push(rt, r);
+        let base = match rt {
+            Runtime::Sluice => rss100.sluice[0],
+            Runtime::RuncV2 => rss100.stock[0],
+        };
+        growth.push(rt, r - base);
+    }
+    for rt in [Runtime::RuncV2, Runtime::Sluice] {
+        kill_and_delete(pair.env(rt), ID);
+    }
+    vec![
+        lat.metric(
+            "exec",
+            &format!("exec latency median, {n} execs"),
+            "ms",
+            Agg::Median,
+            Target::RatioMax(0.9),
+        ),
+        cpu.metric(
+            "exec",
+            "shim CPU per exec",
+            "ms",
+            Agg::SumPer(n as f64),
+            Target::RatioMax(0.5),
+        ),
+        rss100.metric(
+            "exec",
+            "shim RSS after 100 execs",
+            "KiB",
+            Agg::Median,
+            Target::None,
+        ),
+        rss_end.metric(
+            "exec",
+            &format!("shim RSS after {total} execs"),
+            "KiB",
+            Agg::Median,
+            Target::None,
+        ),
+        growth.metric(
+            "exec",
+            &format!("shim RSS growth 100 -> {total} execs"),
+            "KiB",
+            Agg::Median,
+            Target::SluiceMax(256.0),
+        ),
+    ]
+}
