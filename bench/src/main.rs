@@ -1,7 +1,7 @@
 //! sluice-bench: sluice against containerd's stock runc shim (`io.containerd.runc.v2`), in the
 //! same run, interleaved, each result as the ratio sluice/stock. See bench/README.md.
 //!
-//!   cargo run -p sluice-bench --release -- [--quick] [--only lines,write-4k,write-64k,latency,exec]
+//!   cargo run -p sluice-bench --release -- [--quick] [--only lines,write-4k,write-64k,latency,exec,share,scale]
 //!       [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N]
 //!
 //! Needs root, runc, busybox-static and containerd, as the integration tests do (it runs on
@@ -14,15 +14,24 @@ mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice_integration::{Runtime, TestEnv};
 
 use workloads::Pair;
 
-const WORKLOADS: [&str; 5] = ["lines", "write-4k", "write-64k", "latency", "exec"];
-const USAGE: &str = "usage: sluice-bench [--quick] [--only lines,write-4k,write-64k,latency,exec] \
+const WORKLOADS: [&str; 7] = [
+    "lines",
+    "write-4k",
+    "write-64k",
+    "latency",
+    "exec",
+    "share",
+    "scale",
+];
+const USAGE: &str =
+    "usage: sluice-bench [--quick] [--only lines,write-4k,write-64k,latency,exec,share,scale] \
                      [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N]";
 
 struct Args {
@@ -208,6 +217,12 @@ fn main() {
             "exec" => {
                 let (n, total) = if q { (20, 500) } else { (200, 10_000) };
                 workloads::execs(&pair, n, args.rss_execs.unwrap_or(total))
+            }
+            "share" => workloads::share(&pair, if q { 5 } else { 30 }),
+            "scale" => {
+                let (n, settle, window) = if q { (10, 3, 5) } else { (200, 15, 60) };
+                let secs = Duration::from_secs;
+                workloads::scale(&pair, n, secs(settle), secs(window))
             }
             _ => unreachable!("workload names are checked in parse_args"),
         });

@@ -503,3 +503,85 @@ pub fn execs(pair: &Pair, n: usize, total: usize) -> Vec<Metric> {
         ),
     ]
 }
+
+/// The shim's own share of each phase of a task's life (bootstrap, create, start, exec,
+/// delete): wall time at a client that plays containerd, less runc's calls inside it
+/// (`sluice_integration::share`). `rounds` lives per shim, interleaved.
+pub fn share(pair: &Pair, rounds: usize) -> Vec<Metric> {
+    use sluice_integration::share::{self, TimedRunc, PHASES};
+    let timed = |rt: Runtime| {
+        TimedRunc::install(pair.env(rt)).unwrap_or_else(|e| panic!("[{rt}] timed-runc: {e}"))
+    };
+    let (stock_runc, sluice_runc) = (timed(Runtime::RuncV2), timed(Runtime::Sluice));
+    let mut own: Vec<Samples> = PHASES.iter().map(|_| Samples::default()).collect();
+    let mut runc: Vec<Samples> = PHASES.iter().map(|_| Samples::default()).collect();
+    for i in 0..rounds {
+        progress("share", &format!("round {}/{rounds}", i + 1));
+        for rt in order(i) {
+            let t = match rt {
+                Runtime::Sluice => &sluice_runc,
+                Runtime::RuncV2 => &stock_runc,
+            };
+            let phases = share::round(pair.env(rt), rt, t, i)
+                .unwrap_or_else(|e| panic!("[{rt}] share round {i}: {e}"));
+            for (k, p) in phases.iter().enumerate() {
+                own[k].push(rt, p.own().as_secs_f64() * 1e3);
+                runc[k].push(rt, p.runc.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((name, o), r) in PHASES.iter().zip(own).zip(runc) {
+        out.push(o.metric(
+            "share",
+            &format!("{name}: shim's own ms, median of {rounds}"),
+            "ms",
+            Agg::Median,
+            Target::RatioMax(0.3),
+        ));
+        if *name != "bootstrap" {
+            out.push(r.metric(
+                "share",
+                &format!("{name}: runc's ms inside it"),
+                "ms",
+                Agg::Median,
+                Target::None,
+            ));
+        }
+    }
+    out
+}
+
+/// `n` idle containers as a shim each and as one group: the shims' total PSS, threads and
+/// CPU per minute while nothing happens.
+pub fn scale(pair: &Pair, n: usize, settle: Duration, window: Duration) -> Vec<Metric> {
+    use sluice_integration::scale::{self, Layout};
+    let mut out = Vec::new();
+    for (layout, label) in [
+        (Layout::ShimEach, "a shim each"),
+        (Layout::Grouped, "one group"),
+    ] {
+        let (mut pss, mut threads, mut cpu) =
+            (Samples::default(), Samples::default(), Samples::default());
+        for rt in order(out.len()) {
+            progress("scale", &format!("{n} idle containers, {label}, {rt}"));
+            let idle = scale::idle(pair.env(rt), n, layout, settle, window);
+            pss.push(rt, idle.pss_kib as f64 / 1024.0);
+            threads.push(rt, idle.threads as f64);
+            cpu.push(rt, idle.cpu_ms_per_min);
+        }
+        let m = |s: Samples, what: &str, unit: &'static str| {
+            s.metric(
+                "scale",
+                &format!("{n} idle, {label}: {what}"),
+                unit,
+                Agg::Median,
+                Target::None,
+            )
+        };
+        out.push(m(pss, "total PSS", "MiB"));
+        out.push(m(threads, "threads", "threads"));
+        out.push(m(cpu, "CPU per minute", "ms"));
+    }
+    out
+}
