@@ -2,7 +2,7 @@
 //! same run, interleaved, each result as the ratio sluice/stock. See bench/README.md.
 //!
 //!   cargo run -p sluice-bench --release -- [--quick] [--only lines,write-4k,write-64k,latency,exec,share,scale]
-//!       [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N]
+//!       [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N] [--idle N]
 //!
 //! Needs root, runc, busybox-static and containerd, as the integration tests do (it runs on
 //! their harness: one private containerd per shim, torn down by `TestEnv`'s Drop, also when a
@@ -32,7 +32,7 @@ const WORKLOADS: [&str; 7] = [
 ];
 const USAGE: &str =
     "usage: sluice-bench [--quick] [--only lines,write-4k,write-64k,latency,exec,share,scale] \
-                     [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N]";
+                     [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N] [--idle N]";
 
 struct Args {
     quick: bool,
@@ -42,6 +42,8 @@ struct Args {
     svg: Option<PathBuf>,
     /// Execs for the RSS reading of workload 5 (default 10,000; quick 500).
     rss_execs: Option<usize>,
+    /// Idle containers of the scale workload (default 200; quick 10).
+    idle: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -52,6 +54,7 @@ fn parse_args() -> Args {
         json: None,
         svg: None,
         rss_execs: None,
+        idle: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -76,6 +79,12 @@ fn parse_args() -> Args {
                     Some(v.parse().ok().filter(|n| *n >= 100).unwrap_or_else(|| {
                         die(&format!("--rss-execs {v}: a number of at least 100"))
                     }));
+            }
+            "--idle" => {
+                let v = value();
+                a.idle = Some(v.parse().ok().filter(|n| *n >= 1).unwrap_or_else(|| {
+                    die(&format!("--idle {v}: a number of containers, at least 1"))
+                }));
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -222,7 +231,7 @@ fn main() {
             "scale" => {
                 let (n, settle, window) = if q { (10, 3, 5) } else { (200, 15, 60) };
                 let secs = Duration::from_secs;
-                workloads::scale(&pair, n, secs(settle), secs(window))
+                workloads::scale(&pair, args.idle.unwrap_or(n), secs(settle), secs(window))
             }
             _ => unreachable!("workload names are checked in parse_args"),
         });

@@ -151,9 +151,9 @@ fn counter(env: &TestEnv) -> u64 {
     0
 }
 
-/// Starts a container that writes lines as fast as it can under an attached `ctr run`, kills
-/// the client, and returns the container's counter 2 s and 5 s after.
-fn flood_then_kill_client(env: &TestEnv) -> (u64, u64) {
+/// Starts a container that writes lines as fast as it can under an attached `ctr run` and kills
+/// the client.
+fn flood_then_kill_client(env: &TestEnv) {
     let rt = env.runtime;
     let script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; \
                   echo \"line $i ................................................................\"; done";
@@ -179,11 +179,17 @@ fn flood_then_kill_client(env: &TestEnv) -> (u64, u64) {
         killed.stdout.len()
     );
     assert!(!killed.stdout.is_empty(), "[{rt}] ctr run got no output");
-    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// The container's counter at the start and the end of a 3 s window.
+fn counter_over_3s(env: &TestEnv) -> (u64, u64) {
     let c1 = counter(env);
     std::thread::sleep(Duration::from_secs(3));
     let c2 = counter(env);
-    eprintln!("[client-gone {rt}] counter without a client: {c1} -> {c2} in 3 s");
+    eprintln!(
+        "[client-gone {}] counter without a client: {c1} -> {c2} in 3 s",
+        env.runtime
+    );
     (c1, c2)
 }
 
@@ -192,10 +198,17 @@ fn flood_then_kill_client(env: &TestEnv) -> (u64, u64) {
 #[ignore = "needs root, containerd and runc; run with --ignored"]
 fn client_killed_while_flooding_stock() {
     let env = TestEnv::start("client-gone-stock", Runtime::RuncV2);
-    let (c1, c2) = flood_then_kill_client(&env);
-    assert_eq!(
-        c1, c2,
-        "the stock shim kept the container writing without a client"
+    flood_then_kill_client(&env);
+    // Until the shim's buffers and the FIFO are full the writer still moves; how long that takes
+    // depends on the machine's load (a 2 s wait was once not enough in CI). Stuck means: a
+    // whole window without a line, within 30 s.
+    let windows: Vec<(u64, u64)> = (0..10)
+        .map(|_| counter_over_3s(&env))
+        .take_while(|(c1, c2)| c1 != c2)
+        .collect();
+    assert!(
+        windows.len() < 10,
+        "the stock shim kept the container writing without a client: {windows:?}"
     );
     containers::kill_and_delete(&env, "c1");
 }
@@ -205,7 +218,10 @@ fn client_killed_while_flooding_stock() {
 #[ignore = "needs root, containerd and runc; run with --ignored"]
 fn client_killed_while_flooding() {
     let env = TestEnv::start("client-gone", Runtime::Sluice);
-    let (c1, c2) = flood_then_kill_client(&env);
+    flood_then_kill_client(&env);
+    // Past the point where the stock shim's buffers would be full.
+    std::thread::sleep(Duration::from_secs(2));
+    let (c1, c2) = counter_over_3s(&env);
     assert!(
         c2 > c1,
         "the container is blocked without a client ({c1} -> {c2})"

@@ -28,6 +28,8 @@ use tokio::{
 const FINITE_INPUT_WINDOW: Duration = Duration::from_secs(2);
 /// After CloseIO, how long to wait for clients that keep the FIFO open before closing anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The most read from the FIFO at once.
+const CHUNK: usize = 32 * 1024;
 
 /// A running stdin copy; dropping it stops the copy.
 pub struct StdinCopier {
@@ -83,11 +85,12 @@ async fn copy(
     let mut own_writer: Option<pipe::Sender> = None;
     let mut got_data = false;
     let mut closing: Option<Instant> = None;
-    let mut buf = vec![0u8; 32 * 1024];
+    // Allocated while input flows only: most stdins are never written to.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
         let grace = closing.map(|at| CLOSE_GRACE.saturating_sub(at.elapsed()));
         tokio::select! {
-            r = source.read(&mut buf) => match r {
+            r = read_ready(&mut source, &mut buf) => match r {
                 Ok(0) => {
                     // Every writer has closed the FIFO.
                     if closing.is_some() || (got_data && started.elapsed() < FINITE_INPUT_WINDOW) {
@@ -107,6 +110,10 @@ async fn copy(
                     if let Err(e) = target.write_all(&buf[..n]).await {
                         debug!("{name}: stdin closed by the process: {e}");
                         return;
+                    }
+                    if n < CHUNK {
+                        // The FIFO is drained for now.
+                        buf = Vec::new();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -130,6 +137,17 @@ async fn copy(
     debug!("{name}: stdin closed");
 }
 
+/// Reads what the FIFO holds, allocating `buf` only once there is something to read.
+/// Cancel-safe, as the `select!` above needs: nothing is read until the read itself.
+async fn read_ready(source: &mut pipe::Receiver, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.capacity() == 0 {
+        source.readable().await?;
+        buf.reserve_exact(CHUNK);
+    }
+    buf.clear();
+    source.read_buf(buf).await
+}
+
 /// Takes a write end of the FIFO for the shim (so the process keeps its stdin, as the stock
 /// shim's `p.stdin` does in pkg/process/init.go) and a fresh read end to read from.
 ///
@@ -150,8 +168,9 @@ async fn drain_ready(
     name: &str,
     source: &mut pipe::Receiver,
     target: &mut (impl AsyncWrite + Unpin),
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) {
+    buf.resize(CHUNK, 0);
     loop {
         match source.try_read(buf) {
             Ok(0) => return,

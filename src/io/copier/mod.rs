@@ -213,7 +213,10 @@ enum Step {
 }
 
 async fn read_loop(shared: Arc<Shared>, mut source: Source) {
-    let mut buf = vec![0u8; CHUNK];
+    // A pipe's read buffer exists only while output flows: most of a node's processes are
+    // idle most of the time, and a buffer each for stdout and stderr was most of what an idle
+    // container cost a grouped shim. A pty's stays (tokio reads it without a readiness wait).
+    let mut buf: Vec<u8> = Vec::new();
     let mut warned = false;
     loop {
         if let (Source::Pipe(rx), Some((to, now))) = (&source, shared.splice_target()) {
@@ -222,7 +225,18 @@ async fn read_loop(shared: Arc<Shared>, mut source: Source) {
                 Step::End => break,
             }
         }
-        let n = match source.read(&mut buf).await {
+        if buf.capacity() == 0 {
+            if let Source::Pipe(rx) = &source {
+                if let Err(e) = rx.readable().await {
+                    warn!("{}: waiting for output failed: {e}", shared.name);
+                    break;
+                }
+            }
+            buf.reserve_exact(CHUNK);
+        }
+        buf.clear();
+        // Into the spare capacity: nothing is zeroed, only the pages read into are touched.
+        let n = match source.read_buf(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -232,6 +246,10 @@ async fn read_loop(shared: Arc<Shared>, mut source: Source) {
             }
         };
         take_in(&shared, &buf[..n], &mut warned).await;
+        if n < CHUNK && matches!(source, Source::Pipe(_)) {
+            // The pipe is drained for now.
+            buf = Vec::new();
+        }
     }
     shared.state().eof = true;
     shared.data.notify_one();
