@@ -144,33 +144,36 @@ fn shim_bin() -> PathBuf {
 }
 
 /// The harness's runc wrapper (pass-through here): `$SLUICE_FAULT_RUNC_BIN`, else beside this
-/// executable, built with this executable's profile if missing (`cargo run -p sluice-bench`
-/// does not build the harness's binaries).
+/// executable. The share workload finds `timed-runc` beside it. Both are built with this
+/// executable's profile if missing (`cargo run -p sluice-bench` does not build the harness's
+/// binaries).
 fn fault_runc() -> PathBuf {
     if let Some(p) = std::env::var_os("SLUICE_FAULT_RUNC_BIN") {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().expect("exe has a dir").to_path_buf();
-    let bin = dir.join("fault-runc");
-    if !bin.is_file() {
+    let bins = ["fault-runc", "timed-runc"];
+    if bins.iter().any(|b| !dir.join(b).is_file()) {
         let release = dir.file_name().is_some_and(|n| n == "release");
-        eprintln!("[bench] building the harness's fault-runc");
+        eprintln!("[bench] building the harness's {}", bins.join(" and "));
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(workspace()).args([
-            "build",
-            "-p",
-            "sluice-integration",
-            "--bin",
-            "fault-runc",
-        ]);
+        cmd.current_dir(workspace())
+            .args(["build", "-p", "sluice-integration"]);
+        for b in bins {
+            cmd.args(["--bin", b]);
+        }
         if release {
             cmd.arg("--release");
         }
         let ok = cmd.status().expect("run cargo build").success();
-        assert!(ok && bin.is_file(), "cannot build fault-runc");
+        assert!(
+            ok && bins.iter().all(|b| dir.join(b).is_file()),
+            "cannot build {}",
+            bins.join(" and ")
+        );
     }
-    bin
+    dir.join("fault-runc")
 }
 
 fn text_of(cmd: &mut Command) -> String {
@@ -212,13 +215,16 @@ fn main() {
         sluice: TestEnv::start("bench-sluice", Runtime::Sluice),
     };
     let mut metrics = Vec::new();
+    let mut failed: Vec<&str> = Vec::new();
     for w in WORKLOADS
         .iter()
         .filter(|w| args.only.iter().any(|o| o == *w))
     {
         let t = Instant::now();
         eprintln!("[bench] == {w}");
-        metrics.extend(match *w {
+        // A workload that breaks must not cost the figures of the others: it is reported and
+        // fails the run at the end (its panic message is on stderr above).
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match *w {
             "lines" => workloads::lines(&pair, if q { 20_000 } else { 200_000 }, rounds),
             "write-4k" => workloads::bulk(&pair, w, if q { 64 << 20 } else { 1 << 30 }, rounds),
             "write-64k" => workloads::bulk(&pair, w, if q { 64 << 20 } else { 1 << 30 }, rounds),
@@ -234,7 +240,14 @@ fn main() {
                 workloads::scale(&pair, args.idle.unwrap_or(n), secs(settle), secs(window))
             }
             _ => unreachable!("workload names are checked in parse_args"),
-        });
+        }));
+        match run {
+            Ok(m) => metrics.extend(m),
+            Err(_) => {
+                eprintln!("[bench] {w} FAILED");
+                failed.push(w);
+            }
+        }
         eprintln!("[bench] {w} took {:.1} s", t.elapsed().as_secs_f64());
     }
     drop(pair);
@@ -270,6 +283,7 @@ fn main() {
             "seconds": elapsed,
             "loadavg_before": load_before,
             "loadavg_after": loadavg(),
+            "failed": failed,
         });
         let text = serde_json::to_string_pretty(&report::json(&metrics, meta)).expect("json");
         std::fs::write(path, text + "\n")
@@ -278,5 +292,12 @@ fn main() {
     if let Some(path) = &args.svg {
         std::fs::write(path, report::svg(&metrics, &title))
             .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "sluice-bench: workloads that failed: {} (their error is above)",
+            failed.join(", ")
+        );
+        std::process::exit(1);
     }
 }
