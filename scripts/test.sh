@@ -10,8 +10,8 @@
 #   SLUICE_IT_THREADS=2                          parallel tests per run
 #
 # containerd 1.6 runs every integration suite but `node`. 1.7 and 2.x run the lifecycle,
-# environment, fault, fault matrix, restart, security, CRI and request-sweep suites
-# (SLUICE_IT_TESTS_NEWER): the parity, robustness and doctor suites compare with the stock shim
+# environment, fault, fault matrix, restart, security, CRI, request-sweep, bootstrap and
+# 2.x-behaviour suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and doctor suites compare with the stock shim
 # through task API v2 calls, which 2.x's stock shim (task API v3 only) does not serve.
 # Then, once: the static shim in older-userland chroots (scripts/oldlands-test.sh), the release
 # artifacts of amd64 and arm64 (scripts/release.sh), and the guest VM lane, which runs the
@@ -57,7 +57,7 @@ t=$SECONDS
 cargo build -p sluice-integration --tests --bins
 timed "integration test build" $((SECONDS - t)) ok
 
-read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri sweep bootstrap}"
+read -r -a NEWER_TESTS <<<"${SLUICE_IT_TESTS_NEWER:-lifecycle environment faults matrix restarts security cri sweep bootstrap behaviours}"
 # step NAME COMMAND...: runs one part, records its wall time, and goes on when it fails.
 step() {
     local name=$1 t=$SECONDS

@@ -1,6 +1,6 @@
 //! Checks several suites make the same way: exit codes and stdout of a ctr call, a sleeper
-//! container, and the 1 MiB stdout run that the lifecycle suite does once and the stress suite
-//! repeats.
+//! container, the 1 MiB stdout run that the lifecycle suite does once and the stress suite
+//! repeats, and failing exec probes against the container's `log.json`.
 
 use std::fmt;
 use std::time::Duration;
@@ -79,4 +79,50 @@ pub fn run_large_stdout(env: &TestEnv, id: &str) -> Result<(), Box<StdoutLoss>> 
         difference: first_difference(&out.stdout, &expected),
         out,
     }))
+}
+
+/// An exec probe that fails every time (its binary does not exist): each failure's runc log
+/// is the exec's own and is removed, so the container's `log.json` does not grow with every
+/// probe (containerd #8972; upstream's `TestContainerExecLogGrow`). Returns (log.json bytes
+/// before, after, files the execs left in the bundle).
+pub fn failing_probes(rt: crate::Runtime, count: usize) -> (u64, u64, Vec<String>) {
+    let env = TestEnv::start(&format!("probe-log {rt}"), rt);
+    start_sleeper(&env, "c1");
+    let bundle = crate::containers::bundle_dir(&env, "c1");
+    let size = || {
+        std::fs::metadata(bundle.join("log.json"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let files = || -> Vec<String> {
+        let mut f: Vec<String> = std::fs::read_dir(&bundle)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        f.sort();
+        f
+    };
+    let (before, files_before) = (size(), files());
+    for i in 0..count {
+        let out = env.exec(
+            "c1",
+            &format!("p{i}"),
+            &["/no-such-probe"],
+            crate::harness::CTR_TIMEOUT,
+        );
+        assert!(
+            !out.success(),
+            "[{rt}] an exec of a missing binary succeeded:\n{out}"
+        );
+    }
+    let left = files()
+        .into_iter()
+        .filter(|f| !files_before.contains(f))
+        .collect();
+    let after = size();
+    crate::containers::kill_and_delete(&env, "c1");
+    (before, after, left)
 }

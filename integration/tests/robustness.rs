@@ -29,6 +29,7 @@ use containerd_shim_protos::ttrpc;
 
 use sluice_integration::annotations::{GROUP_ANNOTATION, TIMEOUT_ANNOTATION};
 use sluice_integration::cells::{self, Fault};
+use sluice_integration::checks;
 use sluice_integration::cmd::{self, ctr_error, poll, CmdOutput};
 use sluice_integration::containers;
 use sluice_integration::fault::Action;
@@ -1490,66 +1491,11 @@ fn execs_leave_nothing_behind() {
     containers::kill_and_delete(&env, "c1");
 }
 
-/// An exec probe that fails every time (its binary does not exist): each failure's runc log
-/// is the exec's own and is removed, so the container's `log.json` does not grow with every
-/// probe (containerd #8972; upstream's `TestContainerExecLogGrow`). Returns (log.json bytes
-/// before, after, files the execs left in the bundle).
-fn failing_probes(rt: Runtime, count: usize) -> (u64, u64, Vec<String>) {
-    let env = TestEnv::start(&format!("probe-log {rt}"), rt);
-    start_sleeper(&env, "c1", &[]);
-    let bundle = containers::bundle_dir(&env, "c1");
-    let size = || {
-        fs::metadata(bundle.join("log.json"))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
-    let files = || -> Vec<String> {
-        let mut f: Vec<String> = fs::read_dir(&bundle)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        f.sort();
-        f
-    };
-    let (before, files_before) = (size(), files());
-    for i in 0..count {
-        let out = env.exec("c1", &format!("p{i}"), &["/no-such-probe"], CTR_TIMEOUT);
-        assert!(
-            !out.success(),
-            "[{rt}] an exec of a missing binary succeeded:\n{out}"
-        );
-    }
-    let left = files()
-        .into_iter()
-        .filter(|f| !files_before.contains(f))
-        .collect();
-    let after = size();
-    containers::kill_and_delete(&env, "c1");
-    (before, after, left)
-}
-
-#[test]
-#[ignore = "needs root, containerd and runc; run with --ignored"]
-fn failing_probes_do_not_grow_log_json() {
-    let (before, after, left) = failing_probes(Runtime::Sluice, 20);
-    assert_eq!(
-        after, before,
-        "log.json grew from {before} to {after} bytes over 20 failed execs"
-    );
-    assert!(
-        left.is_empty(),
-        "the failed execs left {left:?} in the bundle"
-    );
-}
-
 /// The stock shim writes every failed exec's error into the container's log.json.
 #[test]
 #[ignore = "needs root, containerd and runc; run with --ignored"]
 fn failing_probes_grow_log_json_stock() {
-    let (before, after, _) = failing_probes(Runtime::RuncV2, 20);
+    let (before, after, _) = checks::failing_probes(Runtime::RuncV2, 20);
     assert!(
         after > before,
         "the stock shim's log.json stayed at {before} bytes"

@@ -27,11 +27,33 @@ pub(super) struct OomWatch {
 }
 
 /// Guarded by `Container::order`, which is held while an exit is published so that an init's
-/// exit can never overtake the exit of an exec that is still running.
+/// exit can never overtake the exit of an exec that is still running, nor the TaskStart of a
+/// Start that is still in flight (the init is watched from Create on, and may die while
+/// `runc start` runs: an OOM kill, a Kill).
 #[derive(Default)]
 pub(super) struct ExitOrder {
     pub running_execs: usize,
+    pub starts_in_flight: usize,
     pub pending_init_exit: Option<ExitInfo>,
+}
+
+impl ExitOrder {
+    /// Whether an init exit seen now must wait.
+    fn must_hold_init_exit(&self) -> bool {
+        self.running_execs > 0 || self.starts_in_flight > 0
+    }
+}
+
+/// A Start of the init in flight ([`Container::begin_start`]).
+pub(super) struct StartInFlight<'a>(&'a Container);
+
+impl Drop for StartInFlight<'_> {
+    fn drop(&mut self) {
+        let c = self.0;
+        let mut order = lock(&c.order);
+        order.starts_in_flight = order.starts_in_flight.saturating_sub(1);
+        c.release_init_exit(&mut order);
+    }
 }
 
 impl Container {
@@ -47,7 +69,7 @@ impl Container {
         });
     }
 
-    async fn on_exit(&self, p: &Process, exit: ExitInfo) {
+    pub(super) async fn on_exit(&self, p: &Process, exit: ExitInfo) {
         debug!("{} exited with status {}", p.label(), exit.status);
         match p.kind {
             Kind::Exec => {
@@ -62,11 +84,7 @@ impl Container {
                     exited_at: exit.at,
                 });
                 order.running_execs = order.running_execs.saturating_sub(1);
-                if order.running_execs == 0 {
-                    if let Some(init_exit) = order.pending_init_exit.take() {
-                        self.finish_init_exit(init_exit);
-                    }
-                }
+                self.release_init_exit(&mut order);
             }
             Kind::Init => {
                 self.last_oom_check().await;
@@ -75,12 +93,30 @@ impl Container {
                 }
                 self.settle_output(p).await;
                 let mut order = lock(&self.order);
-                if order.running_execs > 0 {
-                    // Told after the last exec's exit, as containerd expects.
+                if order.must_hold_init_exit() {
+                    // Told after the last exec's exit and after TaskStart, as containerd
+                    // expects.
                     order.pending_init_exit = Some(exit);
                 } else {
                     self.finish_init_exit(exit);
                 }
+            }
+        }
+    }
+
+    /// A Start of the init is under way: its exit, if it comes now, waits for the Start's
+    /// event. Until the guard is dropped (TaskStart published, the Start failed, or its request
+    /// was dropped), then an exit held for it is told.
+    pub(super) fn begin_start(&self) -> StartInFlight<'_> {
+        lock(&self.order).starts_in_flight += 1;
+        StartInFlight(self)
+    }
+
+    /// Tells a held init exit once nothing it must follow is left. Called with `order` held.
+    fn release_init_exit(&self, order: &mut ExitOrder) {
+        if !order.must_hold_init_exit() {
+            if let Some(init_exit) = order.pending_init_exit.take() {
+                self.finish_init_exit(init_exit);
             }
         }
     }

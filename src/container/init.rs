@@ -124,7 +124,10 @@ impl Container {
                 None => started,
             })
         };
-        let pid = self.transact(&self.init, verb, step).await?;
+        let pid = {
+            let _start = self.begin_start();
+            self.transact(&self.init, verb, step).await?
+        };
         info!("started container {} (pid {pid})", self.id);
         Ok(pid)
     }

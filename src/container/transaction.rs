@@ -217,6 +217,23 @@ mod tests {
         }
     }
 
+    async fn started() -> Result<Outcome<u32>, ContainerError> {
+        let ev = TaskEvent::Start {
+            container_id: "c1".into(),
+            pid: 42,
+        };
+        Ok(Outcome::new(42, Settle::Running).told(ev))
+    }
+
+    /// The init dies (SIGKILL) and its exit is seen.
+    async fn killed(c: &Container) {
+        let exit = ExitInfo {
+            status: 137,
+            at: SystemTime::now(),
+        };
+        c.on_exit(&c.init, exit).await;
+    }
+
     fn failing() -> Result<Outcome<u32>, ContainerError> {
         Err(ContainerError::failed(
             "start container c1",
@@ -278,18 +295,50 @@ mod tests {
         assert_eq!(p.snapshot().state, State::Deleting);
     }
 
+    /// The init is watched from Create on; an exit seen while `runc start` runs (an OOM kill
+    /// at once, a Kill) is told after TaskStart, never before it.
+    #[tokio::test]
+    async fn an_init_exit_during_start_is_told_after_the_start() {
+        let (c, mut events) = container();
+        let p = c.init.clone();
+        let starting = c.begin_start();
+        killed(&c).await;
+        assert!(events.try_recv().is_err(), "the exit overtook the start");
+        c.transact(&p, start(OnFailure::Restore), started())
+            .await
+            .expect("started");
+        drop(starting);
+        let topics: Vec<&str> = std::iter::from_fn(|| events.try_recv().ok())
+            .map(|(ev, _)| ev.topic())
+            .collect();
+        assert_eq!(topics, ["/tasks/start", "/tasks/exit"]);
+        assert!(matches!(p.snapshot().state, State::Stopped(e) if e.status == 137));
+    }
+
+    /// A Start that fails still lets the held exit go.
+    #[tokio::test]
+    async fn an_init_exit_held_for_a_failed_start_is_told() {
+        let (c, mut events) = container();
+        let p = c.init.clone();
+        let starting = c.begin_start();
+        killed(&c).await;
+        c.transact(&p, start(OnFailure::Restore), async { failing() })
+            .await
+            .expect_err("the step failed");
+        assert!(events.try_recv().is_err(), "told while the start was held");
+        drop(starting);
+        match events.try_recv() {
+            Ok((TaskEvent::Exit { exit_status, .. }, _)) => assert_eq!(exit_status, 137),
+            other => panic!("expected TaskExit, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_success_settles_then_publishes() {
         let (c, mut events) = container();
         let p = c.init.clone();
         let pid = c
-            .transact(&p, start(OnFailure::Restore), async {
-                let ev = TaskEvent::Start {
-                    container_id: "c1".into(),
-                    pid: 42,
-                };
-                Ok(Outcome::new(42, Settle::Running).told(ev))
-            })
+            .transact(&p, start(OnFailure::Restore), started())
             .await
             .expect("started");
         assert_eq!(pid, 42);
