@@ -11,14 +11,16 @@
 #   - builds every binary of the workspace (debug): the shim and the fault-injecting runc;
 #   - builds the static shim the integration tests run (scripts/build-static.sh, debug profile:
 #     target/<host triple>/debug/containerd-shim-sluice-v2), which is what the release ships;
-#   - installs rpm, cpio and binutils for scripts/release.sh (rpmbuild, rpm2cpio, readelf).
+#   - installs rpm, cpio and binutils for scripts/release.sh (rpmbuild, rpm2cpio, readelf), and
+#     debootstrap for the older-userland chroots (scripts/oldlands-test.sh), which test.sh runs
+#     before the guest lane installs its own tools.
 #
 # Idempotent; needs root for the package steps only. No standard input is read.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring rpm cpio binutils
-    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static debootstrap)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
