@@ -1,7 +1,7 @@
 //! sluice-bench: sluice against containerd's stock runc shim (`io.containerd.runc.v2`), in the
 //! same run, interleaved, each result as the ratio sluice/stock. See bench/README.md.
 //!
-//!   cargo run -p sluice-bench --release -- [--quick] [--only lines,write-4k,write-64k,latency,exec,share,scale]
+//!   cargo run -p sluice-bench --release -- [--quick] [--only lines,write-4k,write-64k,latency,latency-tty,exec,share,scale]
 //!       [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N] [--idle N]
 //!
 //! Needs root, runc, busybox-static and containerd, as the integration tests do (it runs on
@@ -21,17 +21,18 @@ use sluice_integration::{Runtime, TestEnv};
 
 use workloads::Pair;
 
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "lines",
     "write-4k",
     "write-64k",
     "latency",
+    "latency-tty",
     "exec",
     "share",
     "scale",
 ];
 const USAGE: &str =
-    "usage: sluice-bench [--quick] [--only lines,write-4k,write-64k,latency,exec,share,scale] \
+    "usage: sluice-bench [--quick] [--only lines,write-4k,write-64k,latency,latency-tty,exec,share,scale] \
                      [--containerd 1.6|1.7|2.x] [--json FILE] [--svg FILE] [--rss-execs N] [--idle N]";
 
 struct Args {
@@ -228,7 +229,8 @@ fn main() {
             "lines" => workloads::lines(&pair, if q { 20_000 } else { 200_000 }, rounds),
             "write-4k" => workloads::bulk(&pair, w, if q { 64 << 20 } else { 1 << 30 }, rounds),
             "write-64k" => workloads::bulk(&pair, w, if q { 64 << 20 } else { 1 << 30 }, rounds),
-            "latency" => workloads::latency(&pair, if q { 100 } else { 1000 }),
+            "latency" => workloads::latency(&pair, if q { 100 } else { 1000 }, false),
+            "latency-tty" => workloads::latency(&pair, if q { 100 } else { 1000 }, true),
             "exec" => {
                 let (n, total) = if q { (20, 500) } else { (200, 10_000) };
                 workloads::execs(&pair, n, args.rss_execs.unwrap_or(total))

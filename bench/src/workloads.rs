@@ -265,66 +265,112 @@ pub fn bulk(pair: &Pair, workload: &'static str, size: u64, rounds: usize) -> Ve
     ]
 }
 
-/// An attached `ctr run` echoing its stdin line by line.
+/// An attached `ctr run` echoing its stdin line by line, over pipes or (`tty`) a terminal.
 struct Echo {
     guard: Guard,
-    stdin: std::process::ChildStdin,
-    stdout: BufReader<std::process::ChildStdout>,
+    input: Box<dyn Write + Send>,
+    output: BufReader<Box<dyn Read + Send>>,
+    tty: bool,
     dog: mpsc::Sender<()>,
 }
 
 impl Echo {
-    fn start(env: &TestEnv, id: &str, timeout: Duration) -> Echo {
-        let argv = ["/bin/sh", "-c", "while read x; do echo $x; done"];
-        let args = env.run_args_with_flags(id, false, &RunOpts::default(), &[], &argv);
+    fn start(env: &TestEnv, id: &str, tty: bool, timeout: Duration) -> Echo {
+        // On a terminal the container's line discipline would echo the input too: off, and a
+        // marker says when it is off.
+        let script = if tty {
+            "stty -echo; echo ready; while read x; do echo $x; done"
+        } else {
+            "while read x; do echo $x; done"
+        };
+        let flags: &[&str] = if tty { &["--tty"] } else { &[] };
+        let args = env.run_args_with_flags(
+            id,
+            false,
+            &RunOpts::default(),
+            flags,
+            &["/bin/sh", "-c", script],
+        );
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = env.ctr_cmd(&args);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start ctr run {id}: {e}"));
+        cmd.stderr(Stdio::null());
+        let (child, input, output): (Child, Box<dyn Write + Send>, Box<dyn Read + Send>) = if tty {
+            let master = on_a_terminal(&mut cmd);
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start ctr run -t {id}: {e}"));
+            // The child holds the terminal now; our copy of its side went with `cmd`.
+            drop(cmd);
+            let writer = master.try_clone().expect("dup pty master");
+            (
+                child,
+                Box::new(std::fs::File::from(writer)),
+                Box::new(std::fs::File::from(master)),
+            )
+        } else {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .process_group(0);
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start ctr run {id}: {e}"));
+            let input = child.stdin.take().expect("stdin piped");
+            let output = child.stdout.take().expect("stdout piped");
+            (child, Box::new(input), Box::new(output))
+        };
         let dog = watchdog(child.id(), timeout);
-        Echo {
-            stdin: child.stdin.take().expect("stdin piped"),
-            stdout: BufReader::new(child.stdout.take().expect("stdout piped")),
+        let mut echo = Echo {
+            input,
+            output: BufReader::new(output),
+            tty,
             guard: Guard(Some(child)),
             dog,
+        };
+        if tty {
+            echo.read_line_equal("ready");
         }
+        echo
+    }
+
+    fn read_line_equal(&mut self, msg: &str) {
+        let mut line = String::new();
+        let n = self
+            .output
+            .read_line(&mut line)
+            .expect("read the echo container's output");
+        // A terminal ends lines with CR LF.
+        assert!(
+            n > 0 && line.trim_end() == msg,
+            "echo container sent {line:?}, expected {msg:?}"
+        );
     }
 
     /// Seconds from writing one line to reading it back.
     fn round_trip(&mut self, msg: &str) -> f64 {
         let t0 = Instant::now();
-        self.stdin
+        self.input
             .write_all(format!("{msg}\n").as_bytes())
-            .expect("write to the echo container's stdin");
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .expect("read the echo container's stdout");
-        let dt = t0.elapsed().as_secs_f64();
-        assert!(
-            n > 0 && line.trim_end() == msg,
-            "echo container sent {line:?}, expected {msg:?}"
-        );
-        dt
+            .expect("write to the echo container's input");
+        self.read_line_equal(msg);
+        t0.elapsed().as_secs_f64()
     }
 
-    /// Closes stdin: the loop ends, the container exits, ctr removes it.
+    /// Ends the input (EOF on the pipe, ^D on the terminal): the loop ends, the container
+    /// exits, ctr removes it.
     fn stop(self) {
         let Echo {
             mut guard,
-            stdin,
-            stdout,
+            mut input,
+            output,
+            tty,
             dog,
         } = self;
-        drop(stdin);
-        drop(stdout);
+        if tty {
+            let _ = input.write_all(b"\x04");
+        }
+        drop(input);
         let status = guard.0.take().expect("child").wait();
+        drop(output);
         let _ = dog.send(());
         match status {
             Ok(s) if s.success() => {}
@@ -333,12 +379,49 @@ impl Echo {
     }
 }
 
-/// 4: latency of one short line after silence, over stdin and stdout pipes (the round trip:
-/// ctr → shim → container's stdin, echoed, container's stdout → shim → ctr).
-pub fn latency(pair: &Pair, k: usize) -> Vec<Metric> {
+/// Makes a new terminal `cmd`'s stdin, stdout and controlling terminal (`ctr run -t` wants
+/// one), in a session of its own (and so its own process group); returns its master side. Raw from the start, so that nothing is echoed or translated
+/// on our side before ctr makes it raw itself.
+fn on_a_terminal(cmd: &mut std::process::Command) -> std::os::fd::OwnedFd {
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    use std::os::fd::AsRawFd;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    for fd in [&pty.master, &pty.slave] {
+        // SAFETY: F_SETFD on a descriptor we own; later children must not inherit it.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let mut t = tcgetattr(&pty.slave).expect("tcgetattr");
+    cfmakeraw(&mut t);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &t).expect("tcsetattr");
+    let side = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup pty slave"));
+    cmd.stdin(side(&pty.slave)).stdout(side(&pty.slave));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    pty.master
+}
+
+/// 4: latency of one short line after silence, over stdin and stdout pipes or (`tty`) through
+/// a terminal (the round trip: ctr → shim → container's stdin, echoed, container's stdout →
+/// shim → ctr; with a terminal, the shim copies to and from the pty's master).
+pub fn latency(pair: &Pair, k: usize, tty: bool) -> Vec<Metric> {
+    let (workload, kind) = if tty {
+        ("latency-tty", "tty")
+    } else {
+        ("latency", "pipe")
+    };
     let timeout = Duration::from_secs(120 + k as u64);
-    let mut stock = Echo::start(&pair.stock, "latency", timeout);
-    let mut sluice = Echo::start(&pair.sluice, "latency", timeout);
+    let mut stock = Echo::start(&pair.stock, workload, tty, timeout);
+    let mut sluice = Echo::start(&pair.sluice, workload, tty, timeout);
     // The first lines also wait for the containers to start.
     for i in 0..5 {
         stock.round_trip(&format!("warm{i}"));
@@ -347,7 +430,7 @@ pub fn latency(pair: &Pair, k: usize) -> Vec<Metric> {
     let mut rtt = Samples::default();
     for i in 0..k {
         if i.is_multiple_of(50) {
-            progress("latency", &format!("sample {}/{k}", i + 1));
+            progress(workload, &format!("sample {}/{k}", i + 1));
         }
         for rt in order(i) {
             let echo = match rt {
@@ -367,15 +450,15 @@ pub fn latency(pair: &Pair, k: usize) -> Vec<Metric> {
     };
     vec![
         rtt.metric(
-            "latency",
-            &format!("pipe round trip p50, {k} lines"),
+            workload,
+            &format!("{kind} round trip p50, {k} lines"),
             "ms",
             Agg::Median,
             Target::None,
         ),
         p99.metric(
-            "latency",
-            "pipe round trip p99",
+            workload,
+            &format!("{kind} round trip p99"),
             "ms",
             Agg::P99,
             Target::RatioMax(1.0),
