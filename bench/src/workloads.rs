@@ -395,18 +395,7 @@ fn on_a_terminal(cmd: &mut std::process::Command) -> std::os::fd::OwnedFd {
     tcsetattr(&pty.slave, SetArg::TCSANOW, &t).expect("tcsetattr");
     let side = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup pty slave"));
     cmd.stdin(side(&pty.slave)).stdout(side(&pty.slave));
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sluice_integration::pty::in_own_session_with_stdin_as_terminal(cmd);
     pty.master
 }
 

@@ -82,6 +82,23 @@ fn set_cloexec(fd: &OwnedFd) {
     }
 }
 
+/// Makes `cmd` start a session of its own whose controlling terminal is its stdin (which must
+/// be a terminal's slave side), as a shell on a terminal has it; `ctr run -t` wants one.
+pub fn in_own_session_with_stdin_as_terminal(cmd: &mut Command) {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl PtyRun {
     /// Starts `cmd` on a new pty of `rows` x `cols`.
     pub fn spawn(mut cmd: Command, rows: u16, cols: u16) -> PtyRun {
@@ -97,18 +114,7 @@ impl PtyRun {
         cmd.stdin(dup(&pty.slave))
             .stdout(dup(&pty.slave))
             .stderr(dup(&pty.slave));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        in_own_session_with_stdin_as_terminal(&mut cmd);
         let started = Instant::now();
         let child = cmd
             .spawn()
