@@ -29,6 +29,7 @@ pub mod doctor_support;
 pub mod events;
 pub mod fault;
 pub mod harness;
+pub mod lifetimes;
 pub mod procs;
 pub mod pty;
 pub mod scale;

@@ -4,15 +4,19 @@
 //! This module plays containerd: it runs `shim start` itself (bootstrap), then sends Create,
 //! Start, Exec + Start + Delete of an exec, and Kill + Delete of the task straight to the
 //! shim's socket, timing each call at the client (a socket round trip, tens of µs, is in it).
-//! runc is `timed-runc` (`src/bin/timed-runc.rs`), which logs when each real runc call began
-//! and ended; every runc call that falls inside a phase's window is subtracted from it. The
-//! same steps run for either shim, so the shares compare like with like. Stdio is empty
+//! runc is `timed-runc` (`src/bin/timed-runc.rs`), which logs each call's verb and pid; the
+//! kernel's sched tracepoints ([`crate::lifetimes`]) say when that process finished its exec
+//! and when it exited, and every runc call inside a phase's window is subtracted from it. So
+//! the shim's own share holds its spawning of runc (fork and exec) and its noticing runc's
+//! exit, and runc's holds the wrapper. Without tracefs the wrapper's own window is used,
+//! plus a calibrated estimate of its start-up (a few hundred µs less exact per call). The same
+//! steps run for either shim, so the shares compare like with like. Stdio is empty
 //! (`/dev/null`) throughout: the IO set-up of FIFOs is not in these figures.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{
     ConnectRequest, CreateTaskRequest, DeleteRequest, ExecProcessRequest, KillRequest,
@@ -25,13 +29,19 @@ use containerd_shim_protos::ttrpc::sync::Client;
 use serde_json::Value;
 
 use crate::harness::{TestEnv, CTR_TIMEOUT};
+use crate::lifetimes::{now_ns, Lifetimes};
 use crate::Runtime;
 
 const PROCESS_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The phases measured, in the order they happen.
-pub const PHASES: [&str; 5] = ["bootstrap", "create", "start", "exec", "delete"];
+/// The phases measured, in the order they happen. `call` is not a phase of a task's life but
+/// the floor under each of them: one request that does nothing (`Connect`), there and back,
+/// the transport and dispatch that every phase pays once per call (exec makes three).
+pub const PHASES: [&str; 6] = ["bootstrap", "call", "create", "start", "exec", "delete"];
+
+/// How many `Connect`s the `call` figure is the mean of.
+const CALLS: u32 = 10;
 
 /// One phase of one round: its wall time at the client and the runc time inside it.
 #[derive(Clone, Debug, Default)]
@@ -50,12 +60,26 @@ impl Phase {
     }
 }
 
+/// One runc call as `timed-runc` logged it.
+struct Call {
+    /// The wrapper's window (CLOCK_MONOTONIC ns): after its own start-up, until runc ended.
+    start: u64,
+    end: u64,
+    pid: i32,
+    verb: String,
+}
+
 /// Where one round's runc calls are logged, with `timed-runc` installed as `runc`.
 pub struct TimedRunc {
     pub dir: PathBuf,
-    /// What the wrapper itself adds to a call outside the window it logs (its own exec and
-    /// exit), measured by [`TimedRunc::calibrate`]; subtracted once per runc call.
+    /// The kernel's view of each call (from the wrapper's exec to its exit), when tracefs can
+    /// be used: exact, nothing to calibrate.
+    lifetimes: Option<Lifetimes>,
+    /// Without it: what the wrapper itself adds to a call outside the window it logs (its own
+    /// exec and exit), measured by [`TimedRunc::calibrate`]; subtracted once per runc call.
     pub overhead: Duration,
+    /// How runc's calls are timed, for the report: `kernel` or `wrapper`.
+    pub clock: &'static str,
 }
 
 impl TimedRunc {
@@ -71,11 +95,26 @@ impl TimedRunc {
         fs::copy(&bin, &dst).map_err(|e| format!("copy {}: {e}", bin.display()))?;
         fs::write(dir.join("real-runc"), real.display().to_string())
             .map_err(|e| format!("write real-runc: {e}"))?;
+        let lifetimes = match Lifetimes::watch(&format!("sluice-share-{}", env.ns), &dst) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("[share] runc timed by its wrapper, calibrated: {e}");
+                None
+            }
+        };
         let mut timed = TimedRunc {
             dir,
+            clock: if lifetimes.is_some() {
+                "kernel"
+            } else {
+                "wrapper"
+            },
+            lifetimes,
             overhead: Duration::ZERO,
         };
-        timed.overhead = timed.calibrate()?;
+        if timed.lifetimes.is_none() {
+            timed.overhead = timed.calibrate()?;
+        }
         Ok(timed)
     }
 
@@ -97,32 +136,57 @@ impl TimedRunc {
             let logged = self
                 .calls()
                 .get(before)
-                .map(|(s, e, _)| Duration::from_nanos((e - s) as u64))
+                .map(|c| Duration::from_nanos(c.end - c.start))
                 .ok_or("timed-runc logged nothing")?;
             best = best.min(wall.saturating_sub(logged));
         }
         Ok(best)
     }
 
-    /// Calls logged so far: (start, end, verb), times since the epoch.
-    fn calls(&self) -> Vec<(u128, u128, String)> {
+    /// Calls logged so far.
+    fn calls(&self) -> Vec<Call> {
         let text = fs::read_to_string(self.dir.join("calls.log")).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
                 let mut f = l.split(' ');
-                let s = f.next()?.parse().ok()?;
-                let e = f.next()?.parse().ok()?;
-                Some((s, e, f.next().unwrap_or("").to_string()))
+                Some(Call {
+                    start: f.next()?.parse().ok()?,
+                    end: f.next()?.parse().ok()?,
+                    pid: f.next()?.parse().ok()?,
+                    verb: f.next().unwrap_or("").to_string(),
+                })
             })
             .collect()
     }
-}
 
-fn epoch_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    /// The runc calls that ran inside `[from, to]`: their total time and verbs.
+    fn inside(&self, from: u64, to: u64) -> Result<(Duration, Vec<String>), String> {
+        let seen = match &self.lifetimes {
+            Some(l) => Some(l.read()?),
+            None => None,
+        };
+        let mut total = Duration::ZERO;
+        let mut verbs = Vec::new();
+        for c in self.calls() {
+            if c.start < from || c.end > to {
+                continue;
+            }
+            total += match &seen {
+                Some(seen) => {
+                    let life = seen.get(&c.pid).ok_or_else(|| {
+                        format!(
+                            "runc {} (pid {}) is not in the kernel's trace",
+                            c.verb, c.pid
+                        )
+                    })?;
+                    Duration::from_nanos(life.exit_ns.saturating_sub(life.exec_ns))
+                }
+                None => Duration::from_nanos(c.end - c.start) + self.overhead,
+            };
+            verbs.push(c.verb);
+        }
+        Ok((total, verbs))
+    }
 }
 
 /// Times `f` as phase `name`, with the runc calls that ran inside its window.
@@ -131,21 +195,17 @@ fn timed<T>(
     name: &'static str,
     f: impl FnOnce() -> Result<T, String>,
 ) -> Result<(T, Phase), String> {
-    let (from, t) = (epoch_ns(), Instant::now());
+    let (from, t) = (now_ns(), Instant::now());
     let out = f().map_err(|e| format!("{name}: {e}"))?;
     let wall = t.elapsed();
-    let to = epoch_ns();
-    let mut phase = Phase {
+    let to = now_ns();
+    let (runc_time, verbs) = runc.inside(from, to).map_err(|e| format!("{name}: {e}"))?;
+    let phase = Phase {
         name,
         wall,
-        ..Phase::default()
+        runc: runc_time,
+        verbs,
     };
-    for (s, e, verb) in runc.calls() {
-        if s >= from && e <= to {
-            phase.runc += Duration::from_nanos((e - s) as u64) + runc.overhead;
-            phase.verbs.push(verb);
-        }
-    }
     Ok((out, phase))
 }
 
@@ -329,8 +389,15 @@ pub fn round(env: &TestEnv, rt: Runtime, runc: &TimedRunc, n: usize) -> Result<V
     };
     let id = format!("share-{tag}-{n}");
     let bundle = make_bundle(env, &id)?;
+    if let Some(l) = &runc.lifetimes {
+        l.clear()?;
+    }
     let (shim, boot) = timed(runc, "bootstrap", || bootstrap(env, rt, runc, &id, &bundle))?;
-    let result = phases(&shim, runc, &id, &bundle);
+    let result = floor(&shim, runc, &id).and_then(|call| {
+        let mut v = vec![call];
+        v.extend(phases(&shim, runc, &id, &bundle)?);
+        Ok(v)
+    });
     let mut kill = KillRequest::new();
     kill.id = id.clone();
     kill.signal = 9;
@@ -350,6 +417,21 @@ pub fn round(env: &TestEnv, rt: Runtime, runc: &TimedRunc, n: usize) -> Result<V
     let mut all = vec![boot];
     all.extend(result?);
     Ok(all)
+}
+
+/// The mean round trip of a `Connect`: a request the shim answers without any work.
+fn floor(shim: &Shim, runc: &TimedRunc, id: &str) -> Result<Phase, String> {
+    let mut req = ConnectRequest::new();
+    req.id = id.to_string();
+    let (_, mut p) = timed(runc, "call", || {
+        for _ in 0..CALLS {
+            shim.call::<_, containerd_shim_protos::api::ConnectResponse>("Connect", &req)?;
+        }
+        Ok(())
+    })?;
+    p.wall /= CALLS;
+    p.runc /= CALLS;
+    Ok(p)
 }
 
 fn phases(shim: &Shim, runc: &TimedRunc, id: &str, bundle: &Path) -> Result<Vec<Phase>, String> {

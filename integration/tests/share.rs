@@ -13,11 +13,20 @@ use sluice_integration::Runtime;
 fn phases_see_their_runc_calls(rt: Runtime) {
     let env = TestEnv::start(&format!("share {rt}"), rt);
     let runc = TimedRunc::install(&env).expect("install timed-runc");
+    if std::path::Path::new("/sys/kernel/tracing/instances").is_dir() {
+        assert_eq!(
+            runc.clock, "kernel",
+            "[{rt}] tracefs is there but runc is not timed by it"
+        );
+    }
     for n in 0..3 {
         let phases = share::round(&env, rt, &runc, n).unwrap_or_else(|e| panic!("[{rt}] {e}"));
         let names: Vec<&str> = phases.iter().map(|p| p.name).collect();
         assert_eq!(names, share::PHASES, "[{rt}] phases");
-        for (p, verb) in phases.iter().zip(["", "create", "start", "exec", "delete"]) {
+        for (p, verb) in phases
+            .iter()
+            .zip(["", "", "create", "start", "exec", "delete"])
+        {
             eprintln!(
                 "[share {rt}] {:9} wall {:>9?} runc {:>9?} own {:>9?} {:?}",
                 p.name,

@@ -2,7 +2,9 @@
 //! call took, so a shim's own time can be told from runc's (`sluice_integration::share`).
 //!
 //! Installed as `<dir>/runc`; `<dir>/real-runc` names the real runc; each call appends
-//! `<start ns> <end ns> <verb>` (CLOCK_REALTIME) to `<dir>/calls.log` in one write.
+//! `<start ns> <end ns> <pid> <verb>` (CLOCK_MONOTONIC; the pid is the wrapper's own, which
+//! the kernel's view of the call in `sluice_integration::lifetimes` is keyed by) to
+//! `<dir>/calls.log` in one write.
 //! The extra process is the only difference a shim can see: stdio, environment and exit
 //! status are runc's own.
 
@@ -10,16 +12,9 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{self, Command};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_integration::fault;
-
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
+use sluice_integration::lifetimes::now_ns;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,7 +41,8 @@ fn main() {
         .append(true)
         .open(dir.join("calls.log"))
     {
-        let _ = f.write_all(format!("{started} {ended} {verb}\n").as_bytes());
+        let pid = process::id();
+        let _ = f.write_all(format!("{started} {ended} {pid} {verb}\n").as_bytes());
     }
     let code = status
         .code()
