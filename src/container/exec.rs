@@ -91,7 +91,6 @@ impl Container {
             self.bundle.join(format!(".sluice-exec-{exec_id}.json")),
             &p.spec,
         )
-        .await
         .map_err(|e| ContainerError::file(what, "write process spec", e))?;
         let pid_file = Scratch::named(self.bundle.join(format!(".sluice-exec-{exec_id}.pid")));
         let res = run_with_io(what, &p.label(), &p.stdio, &self.io_ctx, |rio| {
@@ -115,7 +114,7 @@ impl Container {
                 return Err(failed.error);
             }
         }
-        let pid = read_pid(pid_file.path()).await.map_err(|source| {
+        let pid = read_pid(pid_file.path()).map_err(|source| {
             let failure = Failure::NoPid {
                 verb: "exec",
                 in_file: None,

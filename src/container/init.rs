@@ -39,7 +39,7 @@ impl Container {
                 .then(|| Duration::from_millis(req.options.runc_timeout_ms)))
             .unwrap_or(env.deadline);
         let runc = runc_for(&req.options, &env.namespace, deadline)?;
-        write_options(&req, &what).await?;
+        write_options(&req, &what)?;
         let rootfs = mount_rootfs(&req, &what).await?;
         let io_ctx = IoContext {
             container_id: id.clone(),
@@ -142,7 +142,7 @@ impl Container {
         })
         .await
         .map_err(|f| f.shut())?;
-        let pid = read_pid(&pid_file).await.map_err(|source| {
+        let pid = read_pid(&pid_file).map_err(|source| {
             ContainerError::failed(
                 what,
                 Failure::NoPid {
@@ -294,12 +294,12 @@ impl Container {
     }
 }
 
-/// Keeps the runtime options in the bundle, for the `delete` command.
-async fn write_options(req: &CreateRequest, what: &str) -> Result<()> {
+/// Keeps the runtime options in the bundle, for the `delete` command (written in place, as
+/// `runc::files` says why).
+fn write_options(req: &CreateRequest, what: &str) -> Result<()> {
     let json = serde_json::to_vec(&req.options)
         .map_err(|e| ContainerError::file(what, "encode options", std::io::Error::other(e)))?;
-    tokio::fs::write(req.bundle.join(OPTIONS_FILE), json)
-        .await
+    std::fs::write(req.bundle.join(OPTIONS_FILE), json)
         .map_err(|e| ContainerError::file(what, "write options", e))
 }
 
@@ -376,7 +376,7 @@ async fn run_create(
         })
         .await
         .map_err(|f| f.shut())?;
-        match read_pid(&pid_file).await {
+        match read_pid(&pid_file) {
             Ok(pid) => Ok((io, pid)),
             Err(source) => {
                 io.shutdown();

@@ -171,7 +171,6 @@ impl Container {
     pub async fn update(&self, resources: &[u8]) -> Result<()> {
         let what = format!("update container {}", self.id);
         let file = Scratch::write(self.bundle.join(".sluice-update.json"), resources)
-            .await
             .map_err(|e| ContainerError::file(&what, "write resources", e))?;
         self.runc
             .update(&self.id, &self.bundle, file.path())
