@@ -57,6 +57,10 @@ async fn forward_all(
 ) {
     let mut client: Option<EventsClient> = None;
     while let Some((ev, queued)) = rx.recv().await {
+        // An event is queued by the request that causes it, just before that request's reply;
+        // on the shim's one thread, let the reply leave first (containerd waits for it; the
+        // event keeps its place in the queue either way).
+        tokio::task::yield_now().await;
         let any = match ev.to_any() {
             Ok(a) => a,
             Err(e) => {
@@ -108,9 +112,15 @@ async fn forward_all(
 
 fn connect(address: &str) -> Option<Client> {
     let path = address.strip_prefix("unix://").unwrap_or(address);
-    match containerd_shim::util::connect(path) {
-        // SAFETY: `connect` returns a connected unix socket that nothing else owns.
-        Ok(fd) => Some(unsafe { Client::from_raw_unix_socket_fd(fd) }),
+    let socket = containerd_shim::util::connect(path)
+        .map_err(|e| e.to_string())
+        .and_then(|fd| {
+            // SAFETY: `connect` returns a connected unix socket that nothing else owns.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            crate::frames::socket_from_fd(fd).map_err(|e| e.to_string())
+        });
+    match socket {
+        Ok(s) => Some(Client::new(s)),
         Err(e) => {
             warn!("cannot connect to containerd at {address}: {e}");
             None

@@ -5,6 +5,7 @@ mod cgroup;
 mod container;
 mod error;
 mod events;
+mod frames;
 mod io;
 mod logger;
 mod manager;

@@ -223,7 +223,7 @@ async fn listen(socket: &str) -> Result<Option<Listener>, ServeError> {
         }
         Err(e) => return Err(io(what())(e)),
     };
-    Listener::try_from(listener)
+    crate::frames::listener(listener)
         .map(Some)
         .map_err(io(format!("serve on {socket}")))
 }
