@@ -713,7 +713,15 @@ disabled_plugins = [
         .iter()
         .map(|p| p.pid)
         .collect();
+        let sockets: Vec<PathBuf> = ours
+            .iter()
+            .flat_map(|&p| procs::listening_sockets(p))
+            .collect();
         procs::kill_all(&ours, Duration::from_secs(5));
+        // A killed shim leaves its socket file in /run/containerd/s.
+        for s in &sockets {
+            let _ = fs::remove_file(s);
+        }
         self.unwedge();
 
         // 5. Container processes left in our cgroups (their shim is gone).

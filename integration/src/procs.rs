@@ -169,3 +169,32 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
         })
         .collect()
 }
+
+/// The paths of the unix sockets `pid` listens on (from its descriptors and /proc/net/unix).
+pub fn listening_sockets(pid: i32) -> Vec<PathBuf> {
+    const ACCEPTCON: u32 = 0x10000;
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
+        .flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            // Num RefCount Protocol Flags Type St Inode Path
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            let (inode, path) = (f.get(6)?, f.get(7)?);
+            let ours = inodes.iter().any(|i| i == inode);
+            (flags & ACCEPTCON != 0 && ours && path.starts_with('/')).then(|| PathBuf::from(path))
+        })
+        .collect()
+}

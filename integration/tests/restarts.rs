@@ -371,8 +371,18 @@ fn scenario(rt: Runtime) -> StoppedWhileDown {
     // -f` does the rest (or finds nothing left to do).
     let shims: Vec<i32> = env.shims(rt).iter().map(|p| p.pid).collect();
     assert!(!shims.is_empty(), "{tag} no {rt} shim found");
+    let sockets: Vec<_> = shims
+        .iter()
+        .flat_map(|&p| procs::listening_sockets(p))
+        .collect();
+    assert!(!sockets.is_empty(), "{tag} the shims listen on no socket");
     let left = procs::kill_all(&shims, Duration::from_secs(10));
     assert!(left.is_empty(), "{tag} shims survived SIGKILL: {left:?}");
+    // A SIGKILLed shim cannot remove its socket file (nor can either shim's `delete`): this
+    // test made them, so it removes them.
+    for s in &sockets {
+        let _ = std::fs::remove_file(s);
+    }
     for id in ["c1", "c3"] {
         let rm = env.ctr(&["task", "rm", "-f", id], CTR_TIMEOUT);
         eprintln!("{tag} ctr task rm -f {id} after the shim was SIGKILLed:\n{rm}");
