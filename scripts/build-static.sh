@@ -43,7 +43,7 @@ if [[ $triple != "$host" ]]; then
     arch=${triple%%-*}
     command -v "$arch-linux-gnu-gcc" >/dev/null 2>&1 \
         || die "no $arch-linux-gnu-gcc (Debian: apt-get install gcc-${arch//_/-}-linux-gnu)"
-    rustup target list --installed 2>/dev/null | grep -qx "$triple" \
+    grep -qx "$triple" <<<"$(rustup target list --installed 2>/dev/null)" \
         || die "no Rust standard library for $triple (rustup target add $triple)"
     flags+=(--config "target.$triple.linker=\"$arch-linux-gnu-gcc\"")
     command -v "qemu-$arch-static" >/dev/null 2>&1 \
@@ -70,10 +70,12 @@ if grep -q NEEDED <<<"$dyn"; then
     printf '%s\n' "$dyn" >&2
     die "$bin has NEEDED entries: it is not static"
 fi
-if readelf -l "$bin" | grep -q 'INTERP'; then
+# Whole outputs into grep: `cmd | grep -q` under pipefail fails when grep's early exit
+# SIGPIPEs cmd.
+if grep -q 'INTERP' <<<"$(readelf -l "$bin")"; then
     die "$bin asks for an ELF interpreter: it is not static"
 fi
-readelf -h "$bin" | grep -q 'Type: *EXEC' || die "$bin is not a fixed-address executable: $(readelf -h "$bin" | grep Type:)"
-"${run[@]}" "$bin" -v | grep -q '^  Build:    static,' || die "$bin -v does not say static: $("${run[@]}" "$bin" -v)"
+grep -q 'Type: *EXEC' <<<"$(readelf -h "$bin")" || die "$bin is not a fixed-address executable: $(readelf -h "$bin" | grep Type:)"
+grep -q '^  Build:    static,' <<<"$("${run[@]}" "$bin" -v)" || die "$bin -v does not say static: $("${run[@]}" "$bin" -v)"
 say "ok: $bin (no NEEDED, no interpreter; $(du -h "$bin" | cut -f1))"
 echo "$ROOT/$bin"

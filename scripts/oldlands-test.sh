@@ -35,6 +35,8 @@ INCLUDE=ca-certificates
 
 say() { printf '[oldlands] %s\n' "$*"; }
 die() { printf '[oldlands] error: %s\n' "$*" >&2; exit 1; }
+# A command that fails under set -e says which, rather than ending the script without a word.
+trap 'say "error: line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 
 [[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot)"
 for t in debootstrap chroot unshare python3 sha256sum; do
@@ -58,7 +60,10 @@ elif [[ -z $bin ]]; then
     bin=$(bash scripts/build-static.sh | tail -n 1)
 fi
 [[ -x $bin ]] || die "$bin is not an executable"
-((prepare)) || "$bin" -v | grep -q '^  Build:    static,' || die "$bin is not a static build: $("$bin" -v)"
+if ((!prepare)); then
+    v=$("$bin" -v) || die "$bin -v failed: $v"
+    grep -q '^  Build:    static,' <<<"$v" || die "$bin is not a static build: $v"
+fi
 dynamic=$ROOT/target/debug/$NAME
 
 # Runs "$@" chrooted in $1 with proc and sys mounted, in a private mount namespace, with an
@@ -141,7 +146,10 @@ for suite in "${SUITES[@]}"; do
             fail "$suite: debootstrap failed (log: $CACHE/$suite.debootstrap.log)"
             continue
         fi
-        glibc=$(in_chroot "$dir" /usr/bin/ldd --version 2>&1 | head -n 1 | awk '{print $NF}')
+        # The whole output first: `| head -n 1` would close the pipe on ldd's later lines, and
+        # under pipefail its SIGPIPE failed this script at random (1 run in 3).
+        glibc=$(in_chroot "$dir" /usr/bin/ldd --version 2>&1) || die "$suite: ldd --version in the chroot: $glibc"
+        glibc=$(awk 'NR == 1 { print $NF }' <<<"$glibc")
         say "$suite: glibc $glibc"
         if ((prepare)); then
             PASSED+=("$suite")
@@ -181,10 +189,8 @@ for suite in "${SUITES[@]}"; do
     # The control: the dynamic build does not start here (only where glibc is older than it needs).
     if [[ -x $dynamic ]]; then
         install -m 0755 "$dynamic" "$dir/opt/sluice/$NAME.dynamic"
-        set +e
-        dyn=$(in_chroot "$dir" "/opt/sluice/$NAME.dynamic" -v 2>&1)
-        dcode=$?
-        set -e
+        dcode=0
+        dyn=$(in_chroot "$dir" "/opt/sluice/$NAME.dynamic" -v 2>&1) || dcode=$?
         needs=$(objdump -T "$dynamic" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1)
         say "$suite: control: the dynamic build (needs $needs) -> exit $dcode: $(head -n 1 <<<"$dyn")"
         rm -f "$dir/opt/sluice/$NAME.dynamic"

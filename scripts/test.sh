@@ -111,7 +111,7 @@ releases() {
     local dist rc=0
     dist=$(mktemp -d)
     bash scripts/release.sh --out "$dist" || rc=1
-    if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    if grep -qx aarch64-unknown-linux-gnu <<<"$(rustup target list --installed 2>/dev/null)"; then
         bash scripts/release.sh --arch arm64 --out "$dist" || rc=1
     else
         echo "== arm64 release: skipped (no Rust standard library for aarch64-unknown-linux-gnu)"
