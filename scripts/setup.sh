@@ -13,14 +13,16 @@
 #     target/<host triple>/debug/containerd-shim-sluice-v2), which is what the release ships;
 #   - installs rpm, cpio and binutils for scripts/release.sh (rpmbuild, rpm2cpio, readelf), and
 #     debootstrap for the older-userland chroots (scripts/oldlands-test.sh), which test.sh runs
-#     before the guest lane installs its own tools.
+#     before the guest lane installs its own tools; iproute2 for `ss` (which shim socket is
+#     connected to which: integration/src/procs.rs).
 #
 # Idempotent; needs root for the package steps only. No standard input is read.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring rpm cpio binutils
-    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static debootstrap)
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static debootstrap
+    iproute2)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }

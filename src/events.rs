@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use containerd_shim::protos::{
     protobuf::MessageField,
     shim::{event::Envelope, events::ForwardRequest},
-    shim_async::{Client, EventsClient},
+    shim_async::EventsClient,
     ttrpc::context,
 };
 use log::{debug, error, warn};
 use sluice_shim_proto::{events::TaskEvent, time::timestamp};
 use tokio::sync::mpsc;
+
+pub use containerd_shim::protos::shim_async::Client;
 
 /// How long an event is retried before it is given up: long enough to ride out a containerd
 /// restart, short enough that a containerd gone for good does not grow the queue for ever.
@@ -28,10 +30,17 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Publishes to containerd's ttrpc address for `namespace`.
-    pub fn connect(address: String, namespace: String) -> Publisher {
+    /// Publishes to containerd's ttrpc address for `namespace`, over `client` while it lasts
+    /// (the connection the shim made at start-up, as the Go shim's publisher keeps its own),
+    /// then over new connections.
+    pub fn start(address: String, namespace: String, client: Option<Client>) -> Publisher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(forward_all(address, namespace, rx));
+        tokio::spawn(forward_all(
+            address,
+            namespace,
+            client.map(EventsClient::new),
+            rx,
+        ));
         Publisher { tx }
     }
 
@@ -53,9 +62,9 @@ impl Publisher {
 async fn forward_all(
     address: String,
     namespace: String,
+    mut client: Option<EventsClient>,
     mut rx: mpsc::UnboundedReceiver<(TaskEvent, Instant)>,
 ) {
-    let mut client: Option<EventsClient> = None;
     while let Some((ev, queued)) = rx.recv().await {
         // An event is queued by the request that causes it, just before that request's reply;
         // on the shim's one thread, let the reply leave first (containerd waits for it; the
@@ -83,7 +92,13 @@ async fn forward_all(
         loop {
             attempt += 1;
             if client.is_none() {
-                client = connect(&address).map(EventsClient::new);
+                client = match connect(&address) {
+                    Ok(c) => Some(EventsClient::new(c)),
+                    Err(e) => {
+                        warn!("cannot connect to containerd at {address}: {e}");
+                        None
+                    }
+                };
             }
             if let Some(c) = client.as_ref() {
                 let ctx = context::with_timeout(FORWARD_TIMEOUT.as_nanos() as i64);
@@ -110,20 +125,12 @@ async fn forward_all(
     }
 }
 
-fn connect(address: &str) -> Option<Client> {
+/// A ttrpc client on containerd's ttrpc address (`unix://` optional).
+pub fn connect(address: &str) -> Result<Client, String> {
     let path = address.strip_prefix("unix://").unwrap_or(address);
-    let socket = containerd_shim::util::connect(path)
-        .map_err(|e| e.to_string())
-        .and_then(|fd| {
-            // SAFETY: `connect` returns a connected unix socket that nothing else owns.
-            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            crate::frames::socket_from_fd(fd).map_err(|e| e.to_string())
-        });
-    match socket {
-        Ok(s) => Some(Client::new(s)),
-        Err(e) => {
-            warn!("cannot connect to containerd at {address}: {e}");
-            None
-        }
-    }
+    let fd = containerd_shim::util::connect(path).map_err(|e| e.to_string())?;
+    // SAFETY: `connect` returns a connected unix socket that nothing else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let socket = crate::frames::socket_from_fd(fd).map_err(|e| e.to_string())?;
+    Ok(Client::new(socket))
 }

@@ -170,20 +170,47 @@ pub fn fd_targets(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// The paths of the unix sockets `pid` listens on (from its descriptors and /proc/net/unix).
-pub fn listening_sockets(pid: i32) -> Vec<PathBuf> {
-    const ACCEPTCON: u32 = 0x10000;
+/// The inodes of `pid`'s sockets.
+fn socket_inodes(pid: i32) -> Vec<String> {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
-    let inodes: Vec<String> = fds
-        .flatten()
+    fds.flatten()
         .filter_map(|e| fs::read_link(e.path()).ok())
         .filter_map(|l| {
             let l = l.to_string_lossy().into_owned();
             Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
         })
-        .collect();
+        .collect()
+}
+
+/// How many of `pid`'s sockets are connected to the unix socket listening on `path`: the ends
+/// the listener accepted name `path` as their own address in `ss -x`, and their peers' inodes
+/// (/proc/net/unix has no peers). Panics when `ss` (iproute2) cannot run.
+pub fn connections_to(pid: i32, path: &Path) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-x", "-n"])
+        .output()
+        .unwrap_or_else(|e| panic!("ss -x -n (iproute2): {e}"));
+    assert!(out.status.success(), "ss -x -n: {out:?}");
+    let ours = socket_inodes(pid);
+    let path = path.to_string_lossy();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            // Netid State Recv-Q Send-Q Local-Address Port Peer-Address Port
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"ESTAB")
+                && f.get(4) == Some(&path.as_ref())
+                && f.get(7).is_some_and(|peer| ours.iter().any(|i| i == peer))
+        })
+        .count()
+}
+
+/// The paths of the unix sockets `pid` listens on (from its descriptors and /proc/net/unix).
+pub fn listening_sockets(pid: i32) -> Vec<PathBuf> {
+    const ACCEPTCON: u32 = 0x10000;
+    let inodes = socket_inodes(pid);
     let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
     table
         .lines()

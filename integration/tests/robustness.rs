@@ -1502,3 +1502,34 @@ fn failing_probes_grow_log_json_stock() {
     );
     eprintln!("stock: log.json {before} -> {after} bytes over 20 failed execs");
 }
+
+/// A shim holds one connection to containerd's ttrpc socket, and its events travel on it, as
+/// the Go shim's do (its publisher dials at start-up and keeps that client). sluice once kept
+/// the start-up connection idle and dialled a second one for events: on a node, a socket and
+/// containerd's goroutines for it, per pod. Counted after create, start and an exec (each
+/// publishes events), for both shims.
+#[test]
+#[ignore = "needs root, containerd and runc; run with --ignored"]
+fn one_connection_to_containerd_per_shim() {
+    for rt in [Runtime::RuncV2, Runtime::Sluice] {
+        let env = TestEnv::start("oneconn", rt);
+        start_sleeper(&env, "c1", &[]);
+        let out = env.exec("c1", "e1", &["/bin/true"], CTR_TIMEOUT);
+        assert_eq!(out.code(), Some(0), "[{rt:?}] exec:\n{out}");
+        let shims = env.shims(rt);
+        assert_eq!(shims.len(), 1, "[{rt:?}] shims: {}", shims.len());
+        let ttrpc = PathBuf::from(format!("{}.ttrpc", env.sock.display()));
+        // The events of the exec's exit may still be on their way; the count is what stays.
+        let settled = poll(Duration::from_secs(5), || {
+            (procs::connections_to(shims[0].pid, &ttrpc) == 1).then_some(())
+        });
+        assert!(
+            settled.is_some(),
+            "[{rt:?}] shim {} has {} connections to {}: {:?}",
+            shims[0].pid,
+            procs::connections_to(shims[0].pid, &ttrpc),
+            ttrpc.display(),
+            fd_targets(shims[0].pid as u32)
+        );
+    }
+}

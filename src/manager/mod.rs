@@ -120,7 +120,15 @@ impl containerd_shim::Shim for SluiceShim {
         serve::remove_own_socket(&self.socket);
     }
 
+    /// Not called: serving is ours (serve.rs), which hands the service the connection it made
+    /// itself. Kept for the trait, it publishes over connections of its own.
     async fn create_task_service(&self, _publisher: RemotePublisher) -> Service {
-        serve::task_service(&self.namespace, &self.id, self.exit.clone())
+        self.task_service(None)
+    }
+}
+
+impl SluiceShim {
+    fn task_service(&self, events: Option<crate::events::Client>) -> Service {
+        serve::task_service(&self.namespace, &self.id, self.exit.clone(), events)
     }
 }

@@ -26,7 +26,6 @@ use containerd_shim::{
         self,
         r#async::{transport::Listener, Server},
     },
-    publisher::RemotePublisher,
     ExitSignal, Flags, Shim,
 };
 use log::{debug, error, info, warn};
@@ -56,7 +55,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("connect to containerd's event service: {0}")]
-    Publisher(containerd_shim::Error),
+    Publisher(String),
     #[error("start the ttrpc server: {0}")]
     Server(ttrpc::Error),
 }
@@ -79,12 +78,12 @@ pub async fn run(flags: Flags) -> Result<(), ServeError> {
     if flags.socket.is_empty() {
         return Err(ServeError::Setup("Shim socket cannot be empty".into()));
     }
-    // The trait hands the service a publisher; ours publishes through its own queue, but the
-    // crate's runner fails without a connection to containerd, and so does this one.
-    let publisher = RemotePublisher::new(&ttrpc_address)
-        .await
-        .map_err(ServeError::Publisher)?;
-    let services = task::services(Arc::new(shim.create_task_service(publisher).await));
+    // The Go shim (and the crate's runner) fail without a connection to containerd, and so
+    // does this one; the connection then carries the events, as the Go shim's does (one
+    // connection per shim, not an idle one beside the events').
+    let events = crate::events::connect(&ttrpc_address)
+        .map_err(|e| ServeError::Publisher(format!("{ttrpc_address}: {e}")))?;
+    let services = task::services(Arc::new(shim.task_service(Some(events))));
 
     let Some(listener) = listen(&flags.socket).await? else {
         // Another shim serves this socket already: tell `start`, and leave.
@@ -115,7 +114,12 @@ pub async fn run(flags: Flags) -> Result<(), ServeError> {
 
 /// The Task service of this shim, publishing its events through our own ordered queue (the
 /// crate's publisher can reorder on retries).
-pub fn task_service(namespace: &str, id: &str, exit: Arc<ExitSignal>) -> Service {
+pub fn task_service(
+    namespace: &str,
+    id: &str,
+    exit: Arc<ExitSignal>,
+    events: Option<crate::events::Client>,
+) -> Service {
     if let Err(e) = crate::reaper::start() {
         error!("cannot watch for child exits: {e}");
     }
@@ -128,7 +132,7 @@ pub fn task_service(namespace: &str, id: &str, exit: Arc<ExitSignal>) -> Service
         .and_then(|d| d.parent().map(Path::to_path_buf));
     let env = Env {
         namespace: namespace.to_string(),
-        publisher: Publisher::connect(address, namespace.to_string()),
+        publisher: Publisher::start(address, namespace.to_string(), events),
         deadline: Runc::deadline_from_env(),
         bundle_root,
     };
