@@ -635,8 +635,8 @@ pub fn share(pair: &Pair, rounds: usize) -> Vec<Metric> {
     out
 }
 
-/// `n` idle containers as a shim each and as one group: the shims' total PSS, threads and
-/// CPU per minute while nothing happens.
+/// `n` idle containers as a shim each and as one group: the shims' total PSS, threads, CPU
+/// per minute while nothing happens, and their connections to containerd.
 pub fn scale(pair: &Pair, n: usize, settle: Duration, window: Duration) -> Vec<Metric> {
     use sluice_integration::scale::{self, Layout};
     let mut out = Vec::new();
@@ -644,14 +644,19 @@ pub fn scale(pair: &Pair, n: usize, settle: Duration, window: Duration) -> Vec<M
         (Layout::ShimEach, "a shim each"),
         (Layout::Grouped, "one group"),
     ] {
-        let (mut pss, mut threads, mut cpu) =
-            (Samples::default(), Samples::default(), Samples::default());
+        let (mut pss, mut threads, mut cpu, mut conns) = (
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+        );
         for rt in order(out.len()) {
             progress("scale", &format!("{n} idle containers, {label}, {rt}"));
             let idle = scale::idle(pair.env(rt), n, layout, settle, window);
             pss.push(rt, idle.pss_kib as f64 / 1024.0);
             threads.push(rt, idle.threads as f64);
             cpu.push(rt, idle.cpu_ms_per_min);
+            conns.push(rt, idle.connections as f64);
         }
         let m = |s: Samples, what: &str, unit: &'static str| {
             s.metric(
@@ -665,6 +670,7 @@ pub fn scale(pair: &Pair, n: usize, settle: Duration, window: Duration) -> Vec<M
         out.push(m(pss, "total PSS", "MiB"));
         out.push(m(threads, "threads", "threads"));
         out.push(m(cpu, "CPU per minute", "ms"));
+        out.push(m(conns, "connections to containerd", "connections"));
     }
     out
 }

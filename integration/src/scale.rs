@@ -1,7 +1,7 @@
 //! What idle containers cost a node (issue 14): `n` idle `sleep` containers, one shim each or
 //! all in one group (as a pod's containers share one shim), and what their shims hold and burn
-//! while nothing happens: total PSS (`/proc/<pid>/smaps_rollup`), threads, and CPU over a quiet
-//! window.
+//! while nothing happens: total PSS (`/proc/<pid>/smaps_rollup`), threads, CPU over a quiet
+//! window, and connections to containerd.
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -27,6 +27,9 @@ pub struct Idle {
     pub threads: u64,
     /// utime + stime of all shims over the window, in milliseconds, scaled to one minute.
     pub cpu_ms_per_min: f64,
+    /// The shims' connections to containerd's ttrpc socket (each one is a socket and
+    /// goroutines in containerd too).
+    pub connections: usize,
 }
 
 fn pss_kib(pid: i32) -> u64 {
@@ -93,6 +96,13 @@ pub fn idle(env: &TestEnv, n: usize, layout: Layout, settle: Duration, window: D
         pss_kib: shims.iter().map(|&p| pss_kib(p)).sum(),
         threads: shims.iter().map(|&p| crate::procs::threads(p)).sum(),
         cpu_ms_per_min: ticks as f64 * 1000.0 / ticks_per_second() as f64 * 60.0 / secs,
+        connections: {
+            let ttrpc = std::path::PathBuf::from(format!("{}.ttrpc", env.sock.display()));
+            shims
+                .iter()
+                .map(|&p| crate::procs::connections_to(p, &ttrpc))
+                .sum()
+        },
     };
     for id in &ids {
         crate::containers::kill_and_delete(env, id);
