@@ -7,7 +7,9 @@
 //! in a kernel trace of the benchmark's `share` workload). [`Whole`] holds the 10-byte header
 //! until the payload's first bytes come and sends both with one `writev`; a header without a
 //! payload goes at the flush that follows it. Reads go through a buffer, so a request's
-//! header and payload come in one `recvfrom` rather than two.
+//! header and payload come in one `recvfrom` rather than two; the buffer ([`Lean`]) exists only
+//! while it holds bytes: containerd keeps a connection per task, so a group shim of a pod with
+//! 200 containers has 200 of them, idle nearly always.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -15,7 +17,7 @@ use std::task::{ready, Context, Poll};
 
 use containerd_shim::protos::ttrpc::r#async::transport::{Listener, Socket};
 use futures_core::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 
 /// A ttrpc message header: payload length (u32, big-endian), stream id, type, flags.
@@ -149,9 +151,97 @@ impl<S: AsyncRead + Unpin> AsyncRead for Whole<S> {
     }
 }
 
+/// Reads through a buffer of [`READ_BUFFER`] bytes that is allocated for a read and freed
+/// once its bytes are taken (an idle connection holds none); writes pass through.
+pub struct Lean<S> {
+    inner: S,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<S> Lean<S> {
+    pub fn new(inner: S) -> Lean<S> {
+        Lean {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Gives `out` what the buffer holds; frees the buffer once it is empty.
+    fn drain_into(&mut self, out: &mut ReadBuf<'_>) {
+        let n = out.remaining().min(self.buf.len() - self.pos);
+        out.put_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Lean<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if me.pos < me.buf.len() {
+            me.drain_into(out);
+            return Poll::Ready(Ok(()));
+        }
+        if out.remaining() >= READ_BUFFER {
+            return Pin::new(&mut me.inner).poll_read(cx, out);
+        }
+        // Dropped again if nothing is there (Pending): only a read that returns bytes keeps it.
+        let mut buf = vec![0u8; READ_BUFFER];
+        let mut rb = ReadBuf::new(&mut buf);
+        ready!(Pin::new(&mut me.inner).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n > 0 {
+            buf.truncate(n);
+            me.buf = buf;
+            me.pos = 0;
+            me.drain_into(out);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Lean<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// `stream` as the ttrpc crate's socket, its messages written whole and read buffered.
 pub fn socket(stream: UnixStream) -> Socket {
-    Socket::new(BufReader::with_capacity(READ_BUFFER, Whole::new(stream)))
+    Socket::new(Lean::new(Whole::new(stream)))
 }
 
 /// A unix socket connected to `fd`, as [`socket`] makes it.
@@ -170,13 +260,11 @@ pub fn listener(listener: std::os::unix::net::UnixListener) -> io::Result<Listen
 struct Accepted(UnixListener);
 
 impl Stream for Accepted {
-    type Item = io::Result<BufReader<Whole<UnixStream>>>;
+    type Item = io::Result<Lean<Whole<UnixStream>>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let accepted = ready!(self.0.poll_accept(cx));
-        Poll::Ready(Some(
-            accepted.map(|(s, _)| BufReader::with_capacity(READ_BUFFER, Whole::new(s))),
-        ))
+        Poll::Ready(Some(accepted.map(|(s, _)| Lean::new(Whole::new(s)))))
     }
 }
 
@@ -278,6 +366,37 @@ mod tests {
             reader.await.expect("join") == want,
             "bytes lost, added or reordered"
         );
+    }
+
+    /// Small reads of a stream come whole and in order through the buffer, and the buffer is
+    /// gone once its bytes are: an idle connection holds nothing (a group shim has one per
+    /// container).
+    #[tokio::test]
+    async fn the_read_buffer_is_there_only_while_it_holds_bytes() {
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        let mut r = Lean::new(b);
+        let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        a.write_all(&sent).await.expect("write");
+        let mut got = Vec::new();
+        let mut head = [0u8; HEADER];
+        while got.len() < sent.len() {
+            let n = r.read(&mut head).await.expect("read");
+            assert!(n > 0, "early end after {} bytes", got.len());
+            got.extend_from_slice(&head[..n]);
+            if got.len() < sent.len() {
+                assert!(r.buf.capacity() > 0, "the buffer went before its bytes did");
+            }
+        }
+        assert!(got == sent, "bytes lost, added or reordered");
+        assert_eq!(r.buf.capacity(), 0, "an idle connection keeps a buffer");
+        // A read that finds nothing keeps no buffer either.
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), r.read(&mut head)).await;
+        assert!(pending.is_err(), "read returned with nothing sent");
+        assert_eq!(r.buf.capacity(), 0, "a pending read keeps a buffer");
+        drop(a);
+        assert_eq!(r.read(&mut head).await.expect("eof"), 0, "end of stream");
+        assert_eq!(r.buf.capacity(), 0, "the end of the stream keeps a buffer");
     }
 
     /// A header-only message is not held back until the next message: its flush sends it.
