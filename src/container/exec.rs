@@ -152,9 +152,19 @@ impl Container {
         let step = async {
             if let Some(io) = p.io() {
                 if !io.wait_delivered(IO_DRAIN_LIMIT).await {
-                    warn!("{}: output not fully delivered before delete", p.label());
+                    warn!(
+                        "{}: output still open {IO_DRAIN_LIMIT:?} after the exit (a child \
+                         holds it?); closing it for the client, draining it until the \
+                         container is deleted",
+                        p.label()
+                    );
                 }
                 io.shutdown();
+                if !io.finished() {
+                    let mut lingering = lock(&self.lingering);
+                    lingering.retain(|l| !l.finished());
+                    lingering.push(io);
+                }
             }
             lock(&self.execs).remove(exec_id);
             crate::memory::give_back();

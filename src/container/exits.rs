@@ -137,13 +137,14 @@ impl Container {
 
     /// Before an exit is told (Wait returns, TaskExit goes out): lets the output reach its
     /// reader, briefly. Clients close their FIFOs when they see the exit (ctr 1.6 even before
-    /// it waits for EOF), so output still on its way then is lost. Bounded, because a child
-    /// that outlives the process may hold its pipes open for ever.
+    /// it waits for EOF), so output still on its way then is lost. What the process wrote is
+    /// in its pipes when it exits, so this waits for the pipes to be empty and delivered, not
+    /// for EOF: a child that outlives the process may hold its pipes open for ever.
     async fn settle_output(&self, p: &Process) {
         if let Some(io) = p.io() {
-            if !io.wait_delivered(EXIT_SETTLE_LIMIT).await {
+            if !io.wait_settled(EXIT_SETTLE_LIMIT).await {
                 debug!(
-                    "{}: output still open {EXIT_SETTLE_LIMIT:?} after the exit; telling the exit",
+                    "{}: output still flowing {EXIT_SETTLE_LIMIT:?} after the exit; telling the exit",
                     p.label()
                 );
             }

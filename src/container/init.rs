@@ -75,6 +75,7 @@ impl Container {
             kill_all_on_exit: !spec.own_pid_namespace,
             init: init.clone(),
             execs: Mutex::default(),
+            lingering: Mutex::default(),
             order: Mutex::default(),
             publisher: env.publisher.clone(),
             oom_watch: Mutex::new(None),
@@ -221,6 +222,10 @@ impl Container {
             }
             if let Some(io) = &io {
                 io.shutdown();
+                io.stop();
+            }
+            for io in lock(&self.lingering).drain(..) {
+                io.stop();
             }
             if let Some(r) = &self.rootfs {
                 unmount(r).await;

@@ -31,7 +31,7 @@ pub use error::{ContainerError, Failure};
 use crate::{
     cgroup::CgroupFs,
     events::Publisher,
-    io::{IoContext, StdioPaths},
+    io::{IoContext, ProcessIo, StdioPaths},
     process::{ExitInfo, Kind, Op, Process, Snapshot, State},
     runc::{files::Scratch, CheckpointArgs, CreateOpts, Runc},
 };
@@ -39,8 +39,11 @@ use exits::{ExitOrder, OomWatch};
 
 type Result<T> = std::result::Result<T, ContainerError>;
 
-/// How long Delete waits for a process's output to reach containerd before closing it.
-const IO_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long Delete waits for a process's output to reach containerd before closing it: the Go
+/// shim's `waitTimeout(ctx, &wg, 2*time.Second)` in `process/exec.go` and `init.go`, on every
+/// line. A child the process left behind may hold the pipe open for ever; the client gets EOF
+/// after this, and the pipe is drained in the background (see `Container::lingering`).
+const IO_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// The options of a container, kept in its bundle for the `delete` command.
 pub const OPTIONS_FILE: &str = "options.json";
 
@@ -76,6 +79,9 @@ pub struct Container {
     init: Arc<Process>,
     /// Guarded: the exec map only; never held across runc.
     execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Output of deleted execs whose pipes another process (a child they left behind) still
+    /// holds open: drained and discarded until EOF, stopped at the latest with the container.
+    lingering: Mutex<Vec<Arc<ProcessIo>>>,
     order: Mutex<ExitOrder>,
     publisher: Publisher,
     /// Publishes TaskOOM for this container's cgroup; stopped at delete.

@@ -199,6 +199,7 @@ mod tests {
             },
             init,
             execs: Mutex::default(),
+            lingering: Default::default(),
             order: Mutex::default(),
             publisher,
             oom_watch: Mutex::new(None),

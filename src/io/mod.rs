@@ -314,7 +314,34 @@ impl ProcessIo {
         .is_ok()
     }
 
-    /// The process is gone for good: stop delivering, release stdin.
+    /// Waits up to `limit` until what the process wrote so far has reached its reader, EOF or
+    /// not (a child may hold the pipes); returns whether it did.
+    pub async fn wait_settled(&self, limit: Duration) -> bool {
+        let stderr = async {
+            match &self.stderr {
+                Some(e) => e.wait_settled(limit).await,
+                None => true,
+            }
+        };
+        let (out, err) = tokio::join!(self.stdout.wait_settled(limit), stderr);
+        out && err
+    }
+
+    /// Whether every output pipe reached EOF and its copy is over.
+    pub fn finished(&self) -> bool {
+        self.stdout.finished() && self.stderr.as_ref().is_none_or(OutputCopier::finished)
+    }
+
+    /// Ends the copies now, closing the pipes even if another process still holds them.
+    pub fn stop(&self) {
+        self.stdout.stop();
+        if let Some(e) = &self.stderr {
+            e.stop();
+        }
+    }
+
+    /// The process is gone for good: close the sinks (their readers see EOF), stop delivering,
+    /// release stdin. The pipes are still drained until EOF or [`ProcessIo::stop`].
     pub fn shutdown(&self) {
         self.stdout.abandon();
         if let Some(e) = &self.stderr {

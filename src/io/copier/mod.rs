@@ -14,13 +14,20 @@
 //! applies is the state's [`Mode`], changed only through [`mode::next`]. The reader splices into
 //! a pipe sink itself, but only when the writer is idle (nothing queued, no chunk in flight), so
 //! one task writes to the sink at a time.
+//!
+//! Abandoning a copier (its process is deleted) closes the sink at once, so the client reading
+//! the FIFO sees EOF even while another process (a child the process left behind) still holds
+//! the pipe open; the reader goes on draining and discarding until the pipe's EOF, counting what
+//! it threw away, or until its owner stops it (the container's delete).
 
 mod mode;
 mod sink;
 
 use std::{
     collections::VecDeque,
+    os::fd::{AsRawFd, RawFd},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use log::{debug, warn};
@@ -119,6 +126,9 @@ impl State {
 
 struct Shared {
     name: String,
+    /// The source pipe, to ask how much it holds (`settled`); None for a pty. Valid while the
+    /// reader task runs, which is while `eof` is unset.
+    source_fd: Option<RawFd>,
     state: Mutex<State>,
     /// Wakes the reader: space in the queue, the writer idle, a change of mode.
     space: Notify,
@@ -143,6 +153,21 @@ impl Shared {
         self.state().splice_to = to;
     }
 
+    /// Whether nothing is in flight: see [`OutputCopier::wait_settled`]. A pty cannot tell.
+    fn settled(&self) -> bool {
+        let Some(source) = self.source_fd else {
+            return false;
+        };
+        let s = self.state();
+        if s.eof || !s.chunks.is_empty() || s.writing || unread(source) != Some(0) {
+            return false;
+        }
+        match (&s.splice_to, s.mode.discards()) {
+            (_, true) | (None, false) => true,
+            (Some(sink), false) => unread(sink.as_raw_fd()) == Some(0),
+        }
+    }
+
     /// Whether the reader may splice: after runc's phase, into a live pipe sink. `Some(false)`:
     /// once the writer has delivered what is queued.
     fn splice_target(&self) -> Option<(Arc<pipe::Sender>, bool)> {
@@ -159,6 +184,9 @@ impl Shared {
 pub struct OutputCopier {
     shared: Arc<Shared>,
     done: watch::Receiver<bool>,
+    /// Set by `abandon`: interrupts a write into a sink nobody reads any more.
+    abandoned: watch::Sender<bool>,
+    tasks: [tokio::task::AbortHandle; 2],
 }
 
 impl OutputCopier {
@@ -171,16 +199,28 @@ impl OutputCopier {
         tail: Option<Arc<Tail>>,
     ) -> OutputCopier {
         let source = source.into();
+        let source_fd = match &source {
+            Source::Pipe(r) => Some(r.as_raw_fd()),
+            Source::Other(_) => None,
+        };
         let shared = Arc::new(Shared {
             name,
+            source_fd,
             state: Mutex::new(State::new(tail)),
             space: Notify::new(),
             data: Notify::new(),
         });
         let (done_tx, done) = watch::channel(false);
-        tokio::spawn(read_loop(shared.clone(), source));
-        tokio::spawn(write_loop(shared.clone(), sink, done_tx));
-        OutputCopier { shared, done }
+        let (abandoned, abandoned_rx) = watch::channel(false);
+        let reader = tokio::spawn(read_loop(shared.clone(), source)).abort_handle();
+        let writer =
+            tokio::spawn(write_loop(shared.clone(), sink, done_tx, abandoned_rx)).abort_handle();
+        OutputCopier {
+            shared,
+            done,
+            abandoned,
+            tasks: [reader, writer],
+        }
     }
 
     /// runc has returned: from now on a slow sink slows the process instead of losing bytes,
@@ -191,12 +231,55 @@ impl OutputCopier {
         self.shared.space.notify_one();
     }
 
-    /// Stops delivering: everything read from now on is discarded (the process is being
-    /// deleted and nobody will read the sink again).
+    /// Stops delivering: the sink is closed now (its reader sees EOF), and everything read
+    /// from now on is discarded (the process is being deleted and nobody will read the sink
+    /// again). The pipe is still drained until its EOF, so a process that holds it open never
+    /// blocks on it.
     pub fn abandon(&self) {
         self.shared.apply(Event::Abandoned);
+        self.abandoned.send_replace(true);
         self.shared.space.notify_one();
         self.shared.data.notify_one();
+    }
+
+    /// Whether the pipe reached EOF and the copy is over.
+    pub fn finished(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Ends the copy now, EOF or not, closing the pipe (its owner, the container, is deleted).
+    pub fn stop(&self) {
+        if self.finished() {
+            return;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        let discarded = self.shared.state().discarded;
+        warn!(
+            "{}: pipe still held open by another process when its container was deleted; \
+             closed ({discarded} bytes discarded)",
+            self.shared.name
+        );
+    }
+
+    /// Waits up to `limit` until everything the pipe holds now has been delivered: the pipe
+    /// is empty, nothing is queued or being written, and the sink's reader has taken what was
+    /// written (or the copy is over). Unlike [`OutputCopier::wait`], a child that keeps the
+    /// pipe open without writing does not hold this up. Returns whether it settled.
+    pub async fn wait_settled(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if self.finished() || self.shared.settled() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 
     /// Waits until the pipe reached EOF and everything was delivered (or discarded).
@@ -324,7 +407,12 @@ async fn take_in(shared: &Shared, chunk: &[u8], warned: &mut bool) {
     }
 }
 
-async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) {
+async fn write_loop(
+    shared: Arc<Shared>,
+    sink: Sink,
+    done: watch::Sender<bool>,
+    mut abandoned: watch::Receiver<bool>,
+) {
     let fifo = match &sink {
         Sink::Fifo(path) => Some(path.clone()),
         _ => None,
@@ -341,6 +429,10 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
     offer_splice(&shared, &writer);
     shared.space.notify_one();
     loop {
+        if writer.is_some() && shared.state().mode == Mode::Dead {
+            // Abandoned: the reader of the sink must see EOF now, not when the pipe ends.
+            close_sink(&shared, &mut writer).await;
+        }
         if matches!(shared.state().mode, Mode::ReaderDetached { .. }) {
             writer = None;
             match reattach(&shared, fifo.as_deref()).await {
@@ -370,7 +462,17 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
         };
         shared.space.notify_one();
         if let Some(w) = writer.as_mut() {
-            if !deliver(&shared, w, &chunk, fifo.is_some()).await {
+            let delivered = tokio::select! {
+                ok = deliver(&shared, w, &chunk, fifo.is_some()) => ok,
+                // A write blocked on a sink nobody reads must not keep it open.
+                _ = abandoned.wait_for(|a| *a) => {
+                    let mut s = shared.state();
+                    s.writing = false;
+                    s.discarded += chunk.len() as u64;
+                    false
+                }
+            };
+            if !delivered {
                 writer = None;
             }
         }
@@ -382,8 +484,25 @@ async fn write_loop(shared: Arc<Shared>, sink: Sink, done: watch::Sender<bool>) 
             read_out(&shared.name, p).await;
         }
     }
-    debug!("{}: output closed", shared.name);
+    let discarded = shared.state().discarded;
+    if discarded > 0 {
+        warn!(
+            "{}: output closed; {discarded} bytes could not be delivered and were discarded",
+            shared.name
+        );
+    } else {
+        debug!("{}: output closed", shared.name);
+    }
     let _ = done.send(true);
+}
+
+/// Closes the sink of an abandoned copy: what is written is flushed, nothing is waited for.
+async fn close_sink(shared: &Shared, writer: &mut Option<Writer>) {
+    shared.set_splice_to(None);
+    if let Some(mut w) = writer.take() {
+        w.flush().await;
+    }
+    debug!("{}: sink closed (process deleted)", shared.name);
 }
 
 /// Writes one chunk; false if the sink failed (and the copier now discards).
@@ -414,6 +533,14 @@ async fn deliver(shared: &Shared, w: &mut Writer, chunk: &[u8], fifo: bool) -> b
     }
     shared.space.notify_one();
     false
+}
+
+/// Bytes waiting in a pipe; None if the kernel does not say.
+fn unread(fd: RawFd) -> Option<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on a pipe descriptor held by the copier, into an int we own.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    (rc == 0).then_some(n.max(0) as usize)
 }
 
 fn offer_splice(shared: &Shared, writer: &Option<Writer>) {
@@ -514,6 +641,56 @@ mod tests {
         tokio::time::timeout(READ_OUT_LIMIT + Duration::from_secs(2), copier.wait())
             .await
             .expect("the copier ended within its read-out limit");
+    }
+
+    #[tokio::test]
+    async fn a_pipe_held_open_settles_and_abandoning_it_gives_the_reader_eof_at_once() {
+        let (_dir, mut process, mut reader, copier) = fifo_copier().await;
+        process.write_all(b"ok\n").await.expect("write");
+        assert_eq!(read_some(&mut reader, 3).await, b"ok\n");
+        // The pipe is still open (a child holds it) but everything written was taken.
+        assert!(copier.wait_settled(Duration::from_secs(2)).await);
+        assert!(!copier.finished());
+
+        copier.abandon();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), reader.read_to_end(&mut rest))
+            .await
+            .expect("the reader saw no EOF after abandon")
+            .expect("read");
+        assert!(rest.is_empty(), "{rest:?}");
+
+        // Later output is drained and counted; the writer never blocks on it.
+        let flood = vec![b'x'; 256 * 1024];
+        tokio::time::timeout(Duration::from_secs(5), process.write_all(&flood))
+            .await
+            .expect("the writer blocked after abandon")
+            .expect("write");
+        drop(process);
+        tokio::time::timeout(Duration::from_secs(5), copier.wait())
+            .await
+            .expect("the copy ended at the pipe's EOF");
+        assert_eq!(copier.shared.state().discarded, flood.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn stop_closes_a_pipe_that_is_still_held() {
+        let (_dir, mut process, _reader, copier) = fifo_copier().await;
+        copier.abandon();
+        copier.stop();
+        // The reader task is gone with the pipe's read end: the next write fails.
+        let failed = poll_write_fails(&mut process).await;
+        assert!(failed, "the pipe was still read after stop");
+    }
+
+    async fn poll_write_fails(process: &mut pipe::Sender) -> bool {
+        for _ in 0..100 {
+            if process.write_all(b"x").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     #[tokio::test]
