@@ -29,7 +29,7 @@ use sluice_integration::versions::{self, Line};
 use sluice_integration::Runtime;
 
 use verdict::{Measured, Verdict};
-use Verdict::{Blocked, Disorder, Fine, Hang, Leak, Loss};
+use Verdict::{Blocked, Fine, Hang, Leak, Loss};
 
 /// How a row is shown to be true.
 #[derive(Clone, Copy)]
@@ -52,18 +52,19 @@ struct Class {
     /// The trigger as run here (scaled down where the issue's numbers take too long).
     trigger: &'static str,
     check: Check,
-    /// What the stock shim does on 1.6, 1.7, 2.x; `None`: not run on that line.
-    stock: [Option<Verdict>; 3],
+    /// What the stock shim does on 1.6, 1.7, 2.x: any of these (a race the trigger wins only
+    /// sometimes lists both outcomes); empty: not run on that line.
+    stock: [&'static [Verdict]; 3],
     /// What sluice must do on 1.6, 1.7, 2.x.
-    sluice: [Option<Verdict>; 3],
+    sluice: [&'static [Verdict]; 3],
     /// The figures measured on each line (from the runs' `CLASS|` lines), for the doc.
     measured: &'static str,
 }
 
-const ALL_FINE: [Option<Verdict>; 3] = [Some(Fine), Some(Fine), Some(Fine)];
-const fn each(v: Verdict) -> [Option<Verdict>; 3] {
-    [Some(v), Some(v), Some(v)]
-}
+const FINE: &[Verdict] = &[Fine];
+const NOT_RUN: &[Verdict] = &[];
+const ALL_FINE: [&[Verdict]; 3] = [FINE, FINE, FINE];
+const NONE_RUN: [&[Verdict]; 3] = [NOT_RUN, NOT_RUN, NOT_RUN];
 
 const CLASSES: &[Class] = &[
     Class {
@@ -73,9 +74,9 @@ const CLASSES: &[Class] = &[
         trigger: "`sh -c 'sleep 600 & echo ok'` as an exec (attached `ctr task exec`) and as the \
                   init (`ctr run --rm`); bound 5 s",
         check: Check::Run(rows::held_stdout),
-        stock: ALL_FINE,
+        stock: [FINE, FINE, &[Hang]],
         sluice: ALL_FINE,
-        measured: "",
+        measured: "1.6: stock exec 2.1-2.2 s (its copy gets 2 s after the exit), init 0.3 s; sluice exec killed at 12 s (the FIFO held open until the pipe's EOF: the regression on main), 5.6 s on 1.7 and 2.x. 1.7: stock 2.1 s. 2.x: stock exec 10.1 s (past the 5 s bound), init 0.2 s",
     },
     Class {
         name: "exit_order",
@@ -87,7 +88,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::exit_order),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line, both shims: 6 + 50 + 4x3 execs started, no exit missing, none after its init's exit",
     },
     Class {
         name: "fan_out",
@@ -100,7 +101,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::fan_out),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "1.6: stock 25.0 s for the 200 execs, fds 32 -> 32, threads 11 -> 25; sluice 9.2 s, fds 22 -> 22, threads 1 -> 1. 1.7: stock 9.5 s, fds 32 -> 33; sluice 9.0 s. 2.x: stock 6.9 s, fds 33 -> 32, threads 13 -> 18; sluice 6.4 s. No code or exit event lost, the stopped client got all 200000 lines, on every line",
     },
     Class {
         name: "memory_per_exec",
@@ -111,8 +112,8 @@ const CLASSES: &[Class] = &[
             "robustness::execs_leave_nothing_behind (sluice, 1.6); bench `execs` workload (both \
              shims, bench/README.md)",
         ),
-        stock: [None, None, None],
-        sluice: [Some(Fine), None, None],
+        stock: NONE_RUN,
+        sluice: [FINE, NOT_RUN, NOT_RUN],
         measured: "robustness: 300 execs, sluice RSS 13 908 -> 13 964 KiB (1.6), 13 752 -> 13 692 \
                    KiB (2.x); 1,000 execs 13 960 -> 13 952 KiB",
     },
@@ -123,9 +124,9 @@ const CLASSES: &[Class] = &[
         trigger: "a `runc create` that sleeps 8 s first (fault-runc `slow`), with State, Pids \
                   and an exec of a sibling in the same group shim meanwhile; bound 3 s each",
         check: Check::Run(rows::slow_create),
-        stock: each(Hang),
+        stock: [&[Hang], &[Hang], &[Hang]],
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line: stock State(c1) no answer within 5 s, Pids(c1) 2.5-2.6 s (when the create ended), exec 0.1-0.2 s; sluice State and Pids 0.0 s, exec 0.1-0.3 s",
     },
     Class {
         name: "delete_retry",
@@ -137,7 +138,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::delete_retry),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "stock (every line): the first Delete's runc is killed at the client's deadline (go-runc's context), the retry runs `runc delete` itself: OK exit 3 in 0.0-0.1 s, Shutdown ends the shim. sluice before this branch: the retry was refused `FAILED_PRECONDITION: cannot delete a process that is being deleted`, for ever (the ttrpc crate dropped the first Delete's handler at the deadline, mid-transaction); now the retry answers the first one's result (OK exit 3 after 3.0 s) and Shutdown ends the shim, every line",
     },
     Class {
         name: "events_while_down",
@@ -145,8 +146,8 @@ const CLASSES: &[Class] = &[
         issues: "#6771",
         trigger: "containerd SIGKILLed for 4 s (not 60) while an init exits 7",
         check: Check::Test("restarts::restarts_stock, restarts::restarts_sluice (every line)"),
-        stock: [Some(Fine), Some(Loss), Some(Loss)],
-        sluice: [Some(Fine), Some(Loss), Some(Loss)],
+        stock: [FINE, &[Loss], &[Loss]],
+        sluice: [FINE, &[Loss], &[Loss]],
         measured: "1.6 keeps the task STOPPED with exit code 7 (both shims); 1.7 and 2.x delete \
                    it while loading (\"cleaning leaked shim process\") and no client sees an \
                    exit event, whatever the shim sends: containerd's doing, so sluice matches \
@@ -160,9 +161,9 @@ const CLASSES: &[Class] = &[
                   tmpfs that fills up: its counter must keep rising, an exec must work (the \
                   reader-killed case: robustness::client_killed_while_flooding{,_stock}, 1.6)",
         check: Check::Run(rows::full_log),
-        stock: each(Blocked),
+        stock: [&[Blocked], &[Blocked], &[Blocked]],
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line: stock's container stops at counter 5567 (`anon_pipe_write`) once 256 KiB are written; sluice's keeps going (1.6: 5711 -> 7432 in 3 s; 2.x: 18123 -> 22523) and an exec works",
     },
     Class {
         name: "tty_fds",
@@ -172,9 +173,9 @@ const CLASSES: &[Class] = &[
                   5 `exec -t` into its long-lived member: the shim's fds come back (the \
                   containerd restart after `exec -it` is not run)",
         check: Check::Run(rows::tty_fds),
-        stock: [Some(Leak), Some(Leak), Some(Leak)],
+        stock: [&[Leak], &[Leak], &[Leak]],
         sluice: ALL_FINE,
-        measured: "",
+        measured: "group shim fds before / with 5 tty containers and 5 tty execs / after their removal: stock 1.6 32/94/59, 1.7 32/94/60, 2.x 33/94/47; sluice 22/61/22, 22/62/22, 22/58/22",
     },
     Class {
         name: "tty_output",
@@ -183,9 +184,9 @@ const CLASSES: &[Class] = &[
         trigger: "10 runs (not 100) of `ctr task exec -t ... seq 1 100000` on a pty: every run \
                   ends with 100000",
         check: Check::Run(rows::tty_output),
-        stock: ALL_FINE,
+        stock: [&[Fine, Loss], &[Fine, Loss], &[Fine, Loss]],
         sluice: ALL_FINE,
-        measured: "",
+        measured: "stock 1.7 cut one run of ten short (98515 of 100000 lines, exit 0), the other lines 0 of 10 in our runs: a race, so the stock cell allows both; sluice 0 of 10 on every line (3.2-6.4 s for the ten)",
     },
     Class {
         name: "oom_plain_exit",
@@ -197,7 +198,7 @@ const CLASSES: &[Class] = &[
             "node::{sluice,stock}::{cgroupfs,systemd}::oom (guest); \
              behaviours::oom_is_published_before_the_exit (sluice, every line, host)",
         ),
-        stock: [None, None, None],
+        stock: NONE_RUN,
         sluice: ALL_FINE,
         measured: "",
     },
@@ -207,8 +208,8 @@ const CLASSES: &[Class] = &[
         issues: "#5670 #10308 #11652",
         trigger: "guest: 130 containers on cgroup v2 with the default `max_user_instances`",
         check: Check::Guest("not written yet"),
-        stock: [None, None, None],
-        sluice: [None, None, None],
+        stock: NONE_RUN,
+        sluice: NONE_RUN,
         measured: "",
     },
     Class {
@@ -220,7 +221,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::quitting_logger),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line, both shims: `ctr run -d` succeeds in 0.1-0.5 s and the container runs",
     },
     Class {
         name: "cancelled_create",
@@ -232,7 +233,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::cancelled_create),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line, both shims: ctr fails at 2.0 s (context deadline exceeded), containerd cleans up, no task, `runc init`, runc state or cgroup left (stock 3.7-4.0 s for the row, sluice 6.7-7.1 s: it lets runc create end before Delete)",
     },
     Class {
         name: "shim_killed",
@@ -254,7 +255,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::exec_zombies),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line, both shims: no zombie of the shim or in the container after 18 execs",
     },
     Class {
         name: "delete_never_answers",
@@ -262,7 +263,7 @@ const CLASSES: &[Class] = &[
         issues: "#13848 #13954",
         trigger: "sluice's side: a `runc delete` (and every other verb) that never returns",
         check: Check::Test("matrix::{create,start,exec,kill,delete,...} `hang` cells (every line)"),
-        stock: each(Hang),
+        stock: [&[Hang], &[Hang], &[Hang]],
         sluice: ALL_FINE,
         measured: "stock hangs on every `hang` cell (4 s limit); sluice answers within its 5 s \
                    deadline with verb, container, time and runc's words",
@@ -276,7 +277,7 @@ const CLASSES: &[Class] = &[
         check: Check::Run(rows::paused_kill),
         stock: ALL_FINE,
         sluice: ALL_FINE,
-        measured: "",
+        measured: "every line, both shims: Kill 0.0-0.1 s, STOPPED 0.0-0.3 s later (runc thaws a frozen cgroup before SIGKILL here, cgroup v1)",
     },
     Class {
         name: "frozen_holder",
@@ -287,9 +288,9 @@ const CLASSES: &[Class] = &[
                   answer within 3 s while the init cannot be reaped, and after the thaw the \
                   task stops and goes",
         check: Check::Run(rows::frozen_holder),
-        stock: ALL_FINE,
+        stock: [FINE, FINE, &[Hang]],
         sluice: ALL_FINE,
-        measured: "",
+        measured: "stock exec 2.1-2.2 s on 1.6 and 1.7, 10.1 s on 2.x; sluice 12 s (killed) on 1.6 and 5.6-5.7 s on 1.7 and 2.x (the FIFO regression); Kill and task ls 0.0-0.1 s for both while the init cannot be reaped; STOPPED at once after the thaw",
     },
     Class {
         name: "create_blocks",
@@ -297,7 +298,7 @@ const CLASSES: &[Class] = &[
         issues: "runc #3904",
         trigger: "a `runc create` that never returns",
         check: Check::Test("matrix::create `hang` cell (every line)"),
-        stock: each(Hang),
+        stock: [&[Hang], &[Hang], &[Hang]],
         sluice: ALL_FINE,
         measured: "stock: ctr blocked past 4 s; sluice: fails at its deadline, no runc state, \
                    mount, cgroup or runc process left",
@@ -344,11 +345,11 @@ fn run_row(name: &str) {
             started.elapsed().as_secs_f64(),
             m.figures.join("; ")
         );
-        if Some(got) != expected {
+        if !expected.contains(&got) {
             failures.push(format!(
                 "[{rt}, containerd {}] expected {}, got {m}",
                 line.label(),
-                expected.map(Verdict::word).unwrap_or("(not run)")
+                cell(expected)
             ));
         }
     }
@@ -397,8 +398,11 @@ const DOC: &str = "docs/failure-classes.md";
 const BEGIN: &str = "<!-- generated from integration/tests/classes.rs: begin -->";
 const END: &str = "<!-- generated from integration/tests/classes.rs: end -->";
 
-fn cell(v: Option<Verdict>) -> &'static str {
-    v.map(Verdict::word).unwrap_or("—")
+fn cell(v: &[Verdict]) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    v.iter().map(|v| v.word()).collect::<Vec<_>>().join(" or ")
 }
 
 fn evidence(c: &Class) -> String {
@@ -493,6 +497,3 @@ fn every_row_has_its_check() {
         );
     }
 }
-
-#[allow(dead_code)]
-const USED: [Verdict; 1] = [Disorder];

@@ -368,8 +368,9 @@ pub fn fan_out(rt: Runtime) -> Measured {
     m.figure(format!(
         "shim fds {fds0} -> {fds1}, threads {thr0} -> {thr1}"
     ));
+    // Per exec, a leak would show by the hundred; one or two are a connection or a timer.
     m.check(
-        fds1 > fds0,
+        fds1 > fds0 + 2,
         Verdict::Leak,
         format!("shim fds {fds0} -> {fds1}"),
     );
@@ -705,7 +706,11 @@ pub fn tty_output(rt: Runtime) -> Measured {
         if out.code() != Some(0) || numbers.len() != 100_000 || numbers.last() != Some(&"100000") {
             short.push((n, numbers.len(), out.code()));
             if short.len() == 1 {
-                m.figure(format!("first short run: {}", cmd::excerpt(&out.output)));
+                let tail = &out.output[out.output.len().saturating_sub(40)..];
+                m.figure(format!(
+                    "first short run ends {:?}",
+                    String::from_utf8_lossy(tail)
+                ));
             }
         }
     }
