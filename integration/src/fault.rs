@@ -48,6 +48,13 @@ pub enum Action {
     /// Shrink the inherited stdout/stderr pipes to one page (the seed's exhausted per-user pipe
     /// budget), write `bytes` bytes of [`flood`] to each, then exec the real runc.
     OnePageFlood { bytes: usize },
+    /// Sleep `secs` seconds, then exec the real runc: a runc that is slow to start its work
+    /// (a loaded node, a slow hook, systemd slow to answer), the call itself then as usual.
+    Slow { secs: u64 },
+    /// Run the real runc as a child, then sleep `secs` seconds before exiting with its status:
+    /// a runc whose work is done (for `create`: `runc init` waits in the container) but which
+    /// is slow to return, so a client that gives up meanwhile leaves that work behind.
+    SlowExit { secs: u64 },
 }
 
 /// A complete wrapper configuration, as written to and parsed from `fault.conf`.
@@ -82,14 +89,21 @@ impl FaultConf {
             Action::BothFlood { bytes } => ("both-flood", bytes),
             Action::SelfKill => ("self-kill", 0),
             Action::OnePageFlood { bytes } => ("one-page-flood", bytes),
+            Action::Slow { .. } => ("slow", 0),
+            Action::SlowExit { .. } => ("slow-exit", 0),
+        };
+        let secs = match self.action {
+            Action::Slow { secs } | Action::SlowExit { secs } => secs,
+            _ => 0,
         };
         format!(
             "# written by sluice-integration; read by fault-runc\n\
-             real_runc={}\nverb={}\naction={}\nbytes={}\nonce={}\n",
+             real_runc={}\nverb={}\naction={}\nbytes={}\nseconds={}\nonce={}\n",
             self.real_runc.display(),
             self.verb,
             action,
             bytes,
+            secs,
             self.once
         )
     }
@@ -100,6 +114,7 @@ impl FaultConf {
         let mut action = "none".to_string();
         let mut bytes = FLOOD_BYTES;
         let mut once = false;
+        let mut secs = 0u64;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -118,6 +133,11 @@ impl FaultConf {
                         .parse()
                         .map_err(|e| format!("line {}: bytes={value:?}: {e}", n + 1))?
                 }
+                "seconds" => {
+                    secs = value
+                        .parse()
+                        .map_err(|e| format!("line {}: seconds={value:?}: {e}", n + 1))?
+                }
                 "once" => once = matches!(value, "true" | "1" | "yes"),
                 other => return Err(format!("line {}: unknown key {other:?}", n + 1)),
             }
@@ -130,6 +150,8 @@ impl FaultConf {
             "both-flood" => Action::BothFlood { bytes },
             "self-kill" => Action::SelfKill,
             "one-page-flood" => Action::OnePageFlood { bytes },
+            "slow" => Action::Slow { secs },
+            "slow-exit" => Action::SlowExit { secs },
             other => return Err(format!("unknown action {other:?}")),
         };
         Ok(FaultConf {
@@ -306,6 +328,8 @@ mod tests {
             Action::BothFlood { bytes: 1 << 20 },
             Action::SelfKill,
             Action::OnePageFlood { bytes: 64 << 10 },
+            Action::Slow { secs: 8 },
+            Action::SlowExit { secs: 5 },
         ] {
             let conf = FaultConf {
                 real_runc: "/usr/sbin/runc".into(),
@@ -315,6 +339,21 @@ mod tests {
             };
             assert_eq!(FaultConf::parse(&conf.to_conf_string()), Ok(conf));
         }
+    }
+
+    #[test]
+    fn slow_actions_keep_their_seconds() {
+        let text = "real_runc=/usr/sbin/runc\nverb=create\naction=slow\nseconds=10\n";
+        assert_eq!(
+            FaultConf::parse(text).map(|c| c.action),
+            Ok(Action::Slow { secs: 10 })
+        );
+        let text = "real_runc=/r\nverb=delete\naction=slow-exit\nseconds=3\n";
+        assert_eq!(
+            FaultConf::parse(text).map(|c| c.action),
+            Ok(Action::SlowExit { secs: 3 })
+        );
+        assert!(FaultConf::parse("real_runc=/r\naction=slow\nseconds=soon\n").is_err());
     }
 
     #[test]

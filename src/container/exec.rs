@@ -148,7 +148,6 @@ impl Container {
     pub async fn delete_exec(self: &Arc<Self>, exec_id: &str) -> Result<(u32, ExitInfo)> {
         let p = self.process(exec_id)?;
         let what = format!("delete exec {exec_id} in container {}", self.id);
-        let verb = Verb::delete(&what);
         let step = async {
             if let Some(io) = p.io() {
                 if !io.wait_delivered(IO_DRAIN_LIMIT).await {
@@ -174,7 +173,7 @@ impl Container {
             });
             Ok(Outcome::new((p.pid(), exit), Settle::Unchanged))
         };
-        self.transact(&p, verb, step).await
+        self.delete_once(&p, &what, step).await
     }
 
     /// Signals an exec directly: it is our child's child, and runc knows only the init.

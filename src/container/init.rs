@@ -207,7 +207,6 @@ impl Container {
     /// Deletes the container: `runc delete`, unmount, close IO; publishes TaskDelete.
     pub async fn delete_init(self: &Arc<Self>) -> Result<(u32, ExitInfo)> {
         let what = format!("delete container {}", self.id);
-        let verb = Verb::delete(&what);
         let step = async {
             let io = self.init.io();
             if let Some(io) = &io {
@@ -243,7 +242,7 @@ impl Container {
                 }),
             )
         };
-        let done = self.transact(&self.init, verb, step).await?;
+        let done = self.delete_once(&self.init, &what, step).await?;
         info!("deleted container {}", self.id);
         Ok(done)
     }

@@ -129,6 +129,38 @@ impl Container {
         }
     }
 
+    /// Delete as a transaction that a retry may join: containerd retries a Delete it gave up
+    /// waiting for (a slow unmount or `runc delete`), and a refusal ("being deleted") would
+    /// leave it with a task it can never remove and a shim it never shuts down (containerd
+    /// #7496, #8981). So a Delete that finds one under way waits for it and answers what it
+    /// answered; if that one failed, it deletes itself. The wait is bounded by the first
+    /// one's own bounds (the drain limit, runc's deadline).
+    pub(super) async fn delete_once<F>(
+        self: &Arc<Self>,
+        p: &Arc<Process>,
+        what: &str,
+        step: F,
+    ) -> Result<(u32, ExitInfo), ContainerError>
+    where
+        F: Future<Output = Result<Outcome<(u32, ExitInfo)>, ContainerError>>,
+    {
+        if p.snapshot().state == State::Deleting {
+            if let Some(done) = p.delete_under_way().await {
+                return Ok(done);
+            }
+        }
+        match self.transact(p, Verb::delete(what), step).await {
+            Ok((pid, exit)) => {
+                p.set_deleted(pid, exit);
+                Ok((pid, exit))
+            }
+            Err(e) => {
+                p.delete_failed();
+                Err(e)
+            }
+        }
+    }
+
     /// Settle, publish, watch: the end of every transaction, and all of Create's, whose
     /// process is new and so has no state to begin from or restore.
     pub(super) fn conclude<T>(self: &Arc<Self>, p: &Arc<Process>, out: Outcome<T>) -> T {

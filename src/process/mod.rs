@@ -29,6 +29,10 @@ pub struct Process {
     pub spec: Vec<u8>,
     inner: Mutex<Inner>,
     exited: watch::Sender<Option<ExitInfo>>,
+    /// How deletes of this process ended: a count of failed ones, and the answer of the one
+    /// that succeeded. A Delete that finds the process being deleted (containerd gave up on
+    /// the first and asks again) waits here and answers what the first answered.
+    deletes: watch::Sender<(u64, Option<(u32, ExitInfo)>)>,
 }
 
 struct Inner {
@@ -67,6 +71,7 @@ impl Process {
                 stdin_closed: false,
             }),
             exited: watch::channel(None).0,
+            deletes: watch::channel((0, None)).0,
         }
     }
 
@@ -158,6 +163,35 @@ impl Process {
             if rx.changed().await.is_err() {
                 // The sender lives in `self`, so this cannot happen while we are borrowed.
                 continue;
+            }
+        }
+    }
+
+    /// A delete of this process succeeded with this answer (the process stays "being deleted").
+    pub fn set_deleted(&self, pid: u32, exit: ExitInfo) {
+        self.deletes.send_modify(|d| d.1 = Some((pid, exit)));
+    }
+
+    /// A delete of this process failed (its state was restored): wake those waiting for it.
+    pub fn delete_failed(&self) {
+        self.deletes.send_modify(|d| d.0 += 1);
+    }
+
+    /// Waits for the delete under way, if any, to end: its answer if it succeeded, `None` if
+    /// it failed or none was under way (the caller then deletes itself).
+    pub async fn delete_under_way(&self) -> Option<(u32, ExitInfo)> {
+        let mut rx = self.deletes.subscribe();
+        let failures = rx.borrow_and_update().0;
+        loop {
+            let (failed, done) = *rx.borrow_and_update();
+            if done.is_some() {
+                return done;
+            }
+            if failed != failures || self.inner().state != State::Deleting {
+                return None;
+            }
+            if rx.changed().await.is_err() {
+                return None;
             }
         }
     }

@@ -31,7 +31,28 @@ macro_rules! task_methods {
             $(
                 async fn $name(&self, _ctx: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
                     let _serving = self.serving();
-                    Service::$name(self, req).await.map_err(Into::into)
+                    if $wire == "Wait" {
+                        // Waits for an exit, as long as that takes: a client that gives up
+                        // ends it.
+                        return Service::$name(self, req).await.map_err(Into::into);
+                    }
+                    // The ttrpc crate drops a handler whose client's deadline passed. Cut
+                    // there, a request would leave its transaction in its transitional state
+                    // ("being deleted" for ever) and runc running unwatched; so it runs to its
+                    // own bounds in a task of its own, and a retry finds its outcome
+                    // (containerd retries a Delete it gave up on: #7496, #8981).
+                    let this = self.clone();
+                    let work = tokio::spawn(async move {
+                        let _serving = this.serving();
+                        Service::$name(&this, req).await
+                    });
+                    match work.await {
+                        Ok(answer) => answer.map_err(Into::into),
+                        Err(e) => Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+                            ttrpc::Code::INTERNAL,
+                            format!("{}: {e}", $wire),
+                        ))),
+                    }
                 }
             )*
         }

@@ -61,6 +61,7 @@ pub fn services(task: Arc<Service>) -> HashMap<String, TtrpcService> {
     guard::check_payloads(services)
 }
 
+#[derive(Clone)]
 pub struct Service {
     env: Env,
     containers: Arc<Mutex<Containers>>,

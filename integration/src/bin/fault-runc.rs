@@ -78,6 +78,22 @@ fn main() {
                 let _ = std::io::stderr().write_all(&payload);
                 log_call(&dir, &format!("verb={verb} one-page-flood-written={bytes}"));
             }
+            Action::Slow { secs } => {
+                log_call(&dir, &format!("verb={verb} slow={secs}s"));
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+            }
+            Action::SlowExit { secs } => {
+                let status = Command::new(&conf.real_runc).args(&args).status();
+                log_call(
+                    &dir,
+                    &format!("verb={verb} real-done={status:?} slow-exit={secs}s"),
+                );
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                match status {
+                    Ok(s) => process::exit(s.code().unwrap_or(128)),
+                    Err(e) => die(&format!("run {}: {e}", conf.real_runc.display())),
+                }
+            }
             Action::SelfKill => {
                 log_call(&dir, &format!("verb={verb} self-kill"));
                 // SAFETY: kill(2) on our own pid; no memory effects.
