@@ -18,10 +18,12 @@
 //! - The client's cache path: when the remapped parent (`<chain id>-<uid>-<gid>`) already
 //!   exists, `WithRemappedSnapshotView` *prepares* a writable (`Active`) snapshot on it instead
 //!   of a view, and the container runs under both shims
-//!   ([`cached_remapped_view_is_writable_and_runs`]). The parent outlives a container while
-//!   any other container uses it, or until containerd's garbage collector removes it (soon on
-//!   2.x, later on 1.6/1.7): a run on a machine that made one such container before gets the
-//!   writable rootfs, which is how "the stock shim runs it" after a failed sluice run.
+//!   ([`cached_remapped_view_is_writable_and_runs`]). The parent stays while another container
+//!   uses it, and after that until containerd's garbage collector removes it (when a second
+//!   client run followed a first one at once, it was still there on 1.6 and 1.7 and gone on
+//!   2.x): a run that follows an earlier one gets the writable rootfs, which is how "the stock
+//!   shim runs it" after a failed sluice run. The holder container makes the case
+//!   deterministic.
 //! - A read-only root done the way runc expects (a writable snapshot and the spec's
 //!   `root.readonly`, `oci.WithRootFSReadonly`: runc makes the root read-only after its mounts)
 //!   runs under both shims, with a read-only root inside ([`readonly_spec_runs`]); so does the
