@@ -1349,3 +1349,148 @@ fn restarts_sluice() {
     system::sluice_shim_bin();
     daemons_restart(ShimConfig::primary_sluice(DockerVersion::selected()));
 }
+
+// ---- healthchecks as load -----------------------------------------------------------------
+
+/// What the shims of one column cost over the window.
+struct Load {
+    shims: usize,
+    /// The shims' own CPU time (utime + stime), in ms.
+    own_ms: u64,
+    /// What their reaped children (runc, runc init) cost over the window, in ms.
+    children_ms: u64,
+    /// The shims' resident memory at the end, in KiB.
+    rss_kib: u64,
+}
+
+/// utime, stime, cutime, cstime of `pid` in ms (USER_HZ is 100 on Linux).
+fn cpu_ms(pid: i32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<u64> = stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .map(|s| s.parse().unwrap_or(0))
+        .collect();
+    // After the command: state ppid ... utime is field 14 of the line, index 11 here.
+    Some(((f[11] + f[12]) * 10, (f[13] + f[14]) * 10))
+}
+
+/// `n` containers, each with a 1 s exec healthcheck, for `window`: every container stays
+/// healthy, no probe is left running, and the shims' CPU and memory are measured.
+fn health_load(config: ShimConfig, n: usize, window: Duration) -> Load {
+    let v = DockerVersion::selected();
+    let d = Docker::start(
+        &format!("dk-hl-{}", config.label()),
+        v,
+        config,
+        DockerOpts::default(),
+    );
+    let names: Vec<String> = (0..n).map(|i| format!("hl{i}")).collect();
+    for c in &names {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "1s",
+            IMAGE,
+            "sleep",
+            "1000",
+        ]);
+    }
+    let healthy = |d: &Docker| {
+        names
+            .iter()
+            .all(|c| d.inspect(c, "{{.State.Health.Status}}").as_deref() == Some("healthy"))
+    };
+    assert!(
+        poll(Duration::from_secs(60), || healthy(&d).then_some(())).is_some(),
+        "[{}] not every container became healthy",
+        d.column()
+    );
+    let mut shims: Vec<i32> = names
+        .iter()
+        .filter_map(|c| d.inspect(c, "{{.State.Pid}}"))
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            s[s.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .collect();
+    shims.sort_unstable();
+    shims.dedup();
+    let sum = |shims: &[i32]| {
+        shims
+            .iter()
+            .filter_map(|&p| cpu_ms(p))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let before = sum(&shims);
+    std::thread::sleep(window);
+    let after = sum(&shims);
+    assert!(
+        healthy(&d),
+        "[{}] a container fell unhealthy under load",
+        d.column()
+    );
+    for c in &names {
+        let top = d.docker(&["top", c], DOCKER_TIMEOUT).stdout_str();
+        let probes = top
+            .lines()
+            .filter(|l| l.trim_end().ends_with(" true"))
+            .count();
+        assert!(
+            probes <= 1,
+            "[{}] {c}: {probes} probes running at once:\n{top}",
+            d.column()
+        );
+    }
+    Load {
+        shims: shims.len(),
+        own_ms: after.0 - before.0,
+        children_ms: after.1 - before.1,
+        rss_kib: shims
+            .iter()
+            .map(|&p| sluice_integration::procs::rss_kib(p))
+            .sum(),
+    }
+}
+
+/// `SLUICE_DOCKER_HEALTH_LOAD=N,SECONDS` (default 4 containers for 20 s): both shims under the
+/// same healthcheck load, one after the other; sluice must stay within the stock shim's memory.
+#[test]
+#[ignore = "needs root, containerd, runc and the Docker builds; run with --ignored"]
+fn healthcheck_load() {
+    system::sluice_shim_bin();
+    let spec = std::env::var("SLUICE_DOCKER_HEALTH_LOAD").unwrap_or_else(|_| "4,20".into());
+    let (n, secs) = spec
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .unwrap_or_else(|| panic!("SLUICE_DOCKER_HEALTH_LOAD={spec:?} is not N,SECONDS"));
+    let window = Duration::from_secs(secs);
+    let v = DockerVersion::selected();
+    let stock = health_load(ShimConfig::Stock, n, window);
+    let sluice = health_load(ShimConfig::primary_sluice(v), n, window);
+    for (name, l) in [("stock", &stock), ("sluice", &sluice)] {
+        eprintln!(
+            "[docker {} health load] {name:<6} {n} containers, 1 s probes, {secs} s: {} shim(s), \
+             CPU {} ms own + {} ms runc, RSS {} KiB",
+            v.label(),
+            l.shims,
+            l.own_ms,
+            l.children_ms,
+            l.rss_kib
+        );
+    }
+    assert!(
+        sluice.rss_kib <= stock.rss_kib,
+        "sluice's shims hold {} KiB, the stock shims {} KiB",
+        sluice.rss_kib,
+        stock.rss_kib
+    );
+}
