@@ -7,6 +7,8 @@
 #   - unpacks containerd 1.7 and 2.x next to the system's 1.6 for the tests
 #     (scripts/fetch-containerd.sh: Debian trixie's and sid's packages, never installed), for
 #     each version in SLUICE_CONTAINERD_VERSIONS other than 1.6 (default "1.6 1.7 2.x");
+#   - unpacks Docker Engine 20.10, 26 and 28 for the Docker suite (scripts/fetch-docker.sh:
+#     Debian bookworm's, trixie's and sid's packages, never installed);
 #   - checks that cargo is there;
 #   - builds every binary of the workspace (debug): the shim and the fault-injecting runc;
 #   - builds the static shim the integration tests run (scripts/build-static.sh, debug profile:
@@ -71,6 +73,9 @@ if ((${#extra[@]})); then
     [[ $EUID -eq 0 ]] || die "need root to unpack containerd ${extra[*]} into the cache"
     bash "$ROOT/scripts/fetch-containerd.sh" "${extra[@]}"
 fi
+
+[[ $EUID -eq 0 ]] || die "need root to unpack Docker into the cache"
+bash "$ROOT/scripts/fetch-docker.sh"
 
 if ! command -v cargo >/dev/null 2>&1; then
     # rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.

@@ -916,7 +916,7 @@ fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Lazily unmounts every mount point at or below any of `dirs`, deepest first.
-fn unmount_under(dirs: &[&Path]) {
+pub fn unmount_under(dirs: &[&Path]) {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };

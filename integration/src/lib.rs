@@ -25,6 +25,7 @@ pub mod cmd;
 pub mod containers;
 pub mod cri;
 pub mod daemon;
+pub mod docker;
 pub mod doctor_support;
 pub mod events;
 pub mod fault;

@@ -168,6 +168,12 @@ impl PtyRun {
         .unwrap_or(false)
     }
 
+    /// Types `bytes` on the terminal (writes them to the master).
+    pub fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut master = File::from(self.master.try_clone()?);
+        std::io::Write::write_all(&mut master, bytes)
+    }
+
     /// Changes the terminal's size (TIOCSWINSZ on the master); the kernel sends SIGWINCH to
     /// the foreground process group, the command.
     pub fn resize(&self, rows: u16, cols: u16) {
