@@ -55,7 +55,7 @@ fn answers_each_daemon_in_its_task_api(rt: Runtime) {
 
     // 1.x records nothing or version 2; 2.x records 3 (its stock shim too).
     let recorded = recorded_version(&env, "c1");
-    let announced = if line == Line::V2 { 3 } else { 2 };
+    let announced = if line.is_v2() { 3 } else { 2 };
     assert_eq!(
         recorded.unwrap_or(2),
         announced,
@@ -82,7 +82,7 @@ fn answers_each_daemon_in_its_task_api(rt: Runtime) {
         Runtime::Sluice => assert!(v2 && v3, "{tag} sluice serves v2 {v2}, v3 {v3}"),
         Runtime::RuncV2 => assert_eq!(
             (v2, v3),
-            (line != Line::V2, line == Line::V2),
+            (!line.is_v2(), line.is_v2()),
             "{tag} the stock shim serves its line's task API only"
         ),
     }
