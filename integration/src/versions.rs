@@ -368,7 +368,7 @@ pub fn selected_runc() -> &'static RuncBuild {
             _ => panic!("{RUNC_ENV}={raw:?} is not one of system (default), 1.2, 1.3, 1.4, 1.5"),
         };
         let version = runc_version_of(&path);
-        if label != "" && label != "system" {
+        if !label.is_empty() && label != "system" {
             assert!(
                 version.starts_with(&format!("{label}.")),
                 "{RUNC_ENV}={label}: {} reports version {version:?}",
