@@ -5,8 +5,11 @@
 #     tests and the demo run their own private containerd), and protobuf-compiler (protoc, for
 #     the CRI client the integration tests build);
 #   - unpacks containerd 1.7 and 2.x next to the system's 1.6 for the tests
-#     (scripts/fetch-containerd.sh: Debian trixie's and sid's packages, never installed), for
-#     each version in SLUICE_CONTAINERD_VERSIONS other than 1.6 (default "1.6 1.7 2.x");
+#     (scripts/fetch-containerd.sh: Debian trixie's and sid's packages, never installed), and
+#     builds containerd 2.2/2.3/2.4 with the runc each was tested with from their Go modules
+#     (scripts/build-peers.sh, versions in scripts/peers.lock; libseccomp-dev and pkg-config
+#     for runc), for each version in SLUICE_CONTAINERD_VERSIONS other than 1.6 (default
+#     "1.6 1.7 2.x 2.4"), and the runc SLUICE_RUNC names;
 #   - unpacks Docker Engine 20.10, 26 and 28 for the Docker suite (scripts/fetch-docker.sh:
 #     Debian bookworm's, trixie's and sid's packages, never installed);
 #   - checks that cargo is there;
@@ -24,7 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKAGES=(containerd runc busybox-static protobuf-compiler debian-archive-keyring rpm cpio binutils
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static debootstrap
-    iproute2)
+    iproute2 libseccomp-dev pkg-config)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -66,12 +69,29 @@ for tool in containerd ctr runc containerd-shim-runc-v2 busybox protoc; do
 done
 
 extra=()
-for v in ${SLUICE_CONTAINERD_VERSIONS:-1.6 1.7 2.x}; do
-    [[ $v == 1.6 ]] || extra+=("$v")
+peers=()
+for v in ${SLUICE_CONTAINERD_VERSIONS:-1.6 1.7 2.x 2.4}; do
+    case $v in
+        1.6) ;;
+        2.2 | 2.3 | 2.4)
+            # Built from source (peers.lock), with the runc line that release was tested with.
+            peers+=("containerd/$v")
+            r=$(awk -v l="$v" '$1 == "containerd" && $2 == l {print $5}' "$ROOT/scripts/peers.lock")
+            [[ -z $r || $r == - ]] || peers+=("runc/$r")
+            ;;
+        *) extra+=("$v") ;;
+    esac
 done
+case ${SLUICE_RUNC:-system} in system) ;; *) peers+=("runc/$SLUICE_RUNC") ;; esac
 if ((${#extra[@]})); then
     [[ $EUID -eq 0 ]] || die "need root to unpack containerd ${extra[*]} into the cache"
     bash "$ROOT/scripts/fetch-containerd.sh" "${extra[@]}"
+fi
+if ((${#peers[@]})); then
+    [[ $EUID -eq 0 ]] || die "need root to build ${peers[*]} into the cache"
+    t=$SECONDS
+    bash "$ROOT/scripts/build-peers.sh" "${peers[@]}"
+    say "peers ${peers[*]}: $((SECONDS - t))s"
 fi
 
 [[ $EUID -eq 0 ]] || die "need root to unpack Docker into the cache"

@@ -3,13 +3,16 @@
 # containerd instances and real runc and therefore need root (see integration/src/lib.rs), once
 # per containerd release line:
 #
-#   SLUICE_CONTAINERD_VERSIONS="1.6 1.7 2.x"   (default: all three)
+#   SLUICE_CONTAINERD_VERSIONS="1.6 1.7 2.x 2.4"   (the default)
 #     1.6  the system's containerd (Debian bookworm)
 #     1.7  Debian trixie's package, 2.x Debian sid's, unpacked by scripts/fetch-containerd.sh
 #          (setup.sh calls it) and used with their own ctr and stock shim
+#     2.2, 2.3, 2.4  upstream releases built from their Go modules by scripts/build-peers.sh
+#          (setup.sh calls it; versions in scripts/peers.lock), each with its own ctr and stock
+#          shim and the runc line its release was tested with (SLUICE_RUNC overrides it)
 #   SLUICE_IT_THREADS=2                          parallel tests per run
 #
-# containerd 1.6 runs every integration suite but `node`. 1.7 and 2.x run the lifecycle,
+# containerd 1.6 runs every integration suite but `node`. The other lines run the lifecycle,
 # environment, fault, fault matrix, restart, security, CRI, request-sweep, bootstrap and
 # 2.x-behaviour suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and doctor suites compare with the stock shim
 # through task API v2 calls, which 2.x's stock shim (task API v3 only) does not serve.
@@ -24,7 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-read -r -a VERSIONS <<<"${SLUICE_CONTAINERD_VERSIONS:-1.6 1.7 2.x}"
+read -r -a VERSIONS <<<"${SLUICE_CONTAINERD_VERSIONS:-1.6 1.7 2.x 2.4}"
 export SLUICE_CONTAINERD_VERSIONS="${VERSIONS[*]}"
 START=$SECONDS
 TIMES=()
@@ -33,7 +36,7 @@ timed() { TIMES+=("$(printf '%-44s %4ss  %s' "$1" "$2" "$3")"); }
 
 t=$SECONDS
 bash scripts/setup.sh
-timed "setup (packages, containerd 1.7/2.x, build)" $((SECONDS - t)) ok
+timed "setup (packages, containerd 1.7/2.x, peers, build)" $((SECONDS - t)) ok
 # setup.sh may have found cargo outside PATH; do the same here.
 command -v cargo >/dev/null 2>&1 || export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
@@ -71,6 +74,13 @@ step() {
     fi
 }
 
+# " (runc 1.5)" for a line run with a runc of the peers cache.
+runc_note() {
+    local r=${SLUICE_RUNC:-}
+    [[ -n $r ]] || r=$(awk -v l="$1" '$1 == "containerd" && $2 == l {print $5}' scripts/peers.lock)
+    [[ -z $r || $r == - || $r == system ]] || printf ' (runc %s)' "$r"
+}
+
 integration() {
     local v=$1 name targets=()
     if [[ $v == 1.6 ]]; then
@@ -82,11 +92,17 @@ integration() {
     else
         for name in "${NEWER_TESTS[@]}"; do targets+=(--test "$name"); done
     fi
-    SLUICE_CONTAINERD=$v cargo test -p sluice-integration "${targets[@]}" --no-fail-fast -- \
-        --ignored --test-threads="${SLUICE_IT_THREADS:-2}"
+    # A line built from source runs with the runc its release was tested with (peers.lock).
+    local runc=${SLUICE_RUNC:-}
+    if [[ -z $runc ]]; then
+        runc=$(awk -v l="$v" '$1 == "containerd" && $2 == l {print $5}' scripts/peers.lock)
+        [[ -n $runc && $runc != - ]] || runc=system
+    fi
+    SLUICE_CONTAINERD=$v SLUICE_RUNC=$runc cargo test -p sluice-integration "${targets[@]}" \
+        --no-fail-fast -- --ignored --test-threads="${SLUICE_IT_THREADS:-2}"
 }
 for v in "${VERSIONS[@]}"; do
-    step "integration tests, containerd $v" integration "$v"
+    step "integration tests, containerd $v$(runc_note "$v")" integration "$v"
     if [[ $v == 1.6 ]]; then
         # The benchmark in its quick mode, so it cannot rot: it fails only when it breaks; a
         # missed target is in its table, not a failure. It measures the static release shim; the

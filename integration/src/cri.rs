@@ -153,6 +153,7 @@ impl CriEnv {
     /// `ctr -a <sock> -n k8s.io <args>` with this containerd's own ctr.
     pub fn ctr_k8s(&self, args: &[&str], timeout: Duration) -> CmdOutput {
         let mut c = Command::new(&system::tools().ctr);
+        c.env(crate::harness::CTR_QUIET_ENV, "1");
         c.arg("-a")
             .arg(&self.env.sock)
             .arg("-n")
@@ -359,7 +360,7 @@ pub fn cri_config(env: &TestEnv, install: Install) -> String {
 [plugins."io.containerd.grpc.v1.cri".cni]
 {cni}{handler}"#
         ),
-        Line::V2 => format!(
+        Line::V2 | Line::V2_2 | Line::V2_3 | Line::V2_4 => format!(
             r#"
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
@@ -386,7 +387,7 @@ pub fn cri_config(env: &TestEnv, install: Install) -> String {
         let snippet = packaged_snippet(line);
         let text = fs::read_to_string(&snippet)
             .unwrap_or_else(|e| panic!("packaged snippet {}: {e}", snippet.display()));
-        if line == Line::V2 {
+        if line.is_v2() {
             // A drop-in: `imports` is a top-level key, so it goes before the first table.
             let at = out.find("\n[").expect("the base config has tables") + 1;
             out.insert_str(at, &format!("imports = [{}]\n\n", toml_str(&snippet)));

@@ -23,6 +23,8 @@ const TEARDOWN_CTR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where both shims keep runc state by default (`<root>/<namespace>`); ctr gives sluice no
 /// runc options, so the test cannot move it. Per-namespace, so tests never share it.
 const RUNC_ROOT_BASE: &str = "/run/containerd/runc";
+/// Set to 1, ctr (2.2+) does not print the daemon's deprecation warnings.
+pub const CTR_QUIET_ENV: &str = "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS";
 /// Where containerd 1.6 shims put their sockets (fixed, hashed by address/namespace/id).
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// Test dirs are `<tmp>/sluice-it-<namespace>`, the namespace ending in `-<pid>-<n>`.
@@ -372,6 +374,9 @@ disabled_plugins = [
 
     fn ctr_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.build.ctr);
+        // ctr 2.2+ prints the daemon's deprecations (cgroup v1 here) on stderr at every call,
+        // which would be mixed into the container's stderr the tests compare.
+        cmd.env(CTR_QUIET_ENV, "1");
         cmd.arg("-a")
             .arg(&self.sock)
             .arg("-n")

@@ -48,7 +48,7 @@ pub fn tools() -> &'static Tools {
         let tools = Tools {
             containerd: build.containerd.clone(),
             ctr: build.ctr.clone(),
-            runc: need("runc", "runc"),
+            runc: crate::versions::selected_runc().path.clone(),
             stock_shim: build.stock_shim.clone(),
             busybox: need("busybox", "busybox-static"),
         };

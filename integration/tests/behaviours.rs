@@ -22,7 +22,7 @@ use sluice_integration::cmd::poll;
 use sluice_integration::containers::run_with_flags;
 use sluice_integration::events::{shorts, EventWatcher};
 use sluice_integration::harness::CTR_TIMEOUT;
-use sluice_integration::versions::{self, Line};
+use sluice_integration::versions;
 use sluice_integration::{system, RunOpts, Runtime, TestEnv};
 
 fn line_tag(what: &str) -> String {
@@ -101,7 +101,7 @@ fn failing_probes_do_not_grow_log_json() {
 #[ignore = "needs root, containerd and runc; run with --ignored"]
 fn runtime_info_reaches_the_client() {
     let tag = line_tag("-info");
-    if versions::selected_line() != Line::V2 {
+    if !versions::selected_line().is_v2() {
         eprintln!("{tag} containerd 1.x does not ask a shim for -info; nothing to check");
         return;
     }

@@ -55,7 +55,7 @@ fn answers_each_daemon_in_its_task_api(rt: Runtime) {
 
     // 1.x records nothing or version 2; 2.x records 3 (its stock shim too).
     let recorded = recorded_version(&env, "c1");
-    let announced = if line == Line::V2 { 3 } else { 2 };
+    let announced = if line.is_v2() { 3 } else { 2 };
     assert_eq!(
         recorded.unwrap_or(2),
         announced,
@@ -82,7 +82,7 @@ fn answers_each_daemon_in_its_task_api(rt: Runtime) {
         Runtime::Sluice => assert!(v2 && v3, "{tag} sluice serves v2 {v2}, v3 {v3}"),
         Runtime::RuncV2 => assert_eq!(
             (v2, v3),
-            (line != Line::V2, line == Line::V2),
+            (!line.is_v2(), line.is_v2()),
             "{tag} the stock shim serves its line's task API only"
         ),
     }
@@ -111,4 +111,55 @@ fn sluice_answers_each_daemon_in_its_task_api() {
 #[ignore = "needs root, containerd and runc; run with --ignored"]
 fn stock_answers_in_its_lines_task_api() {
     answers_each_daemon_in_its_task_api(Runtime::RuncV2);
+}
+
+/// From 2.3 on the daemon sends `BootstrapParams` on stdin and reads a protobuf
+/// `BootstrapResult` back (docs/bootstrap.md). 2.4 keeps the result's extensions in
+/// `bootstrap.json`: sluice attaches an empty `MountCapabilities` there (it performs no mounts
+/// beyond the system ones, as runc's shim), which only the protobuf form carries, so its
+/// presence shows the daemon took that path; the stock shim attaches none. Under 2.3 the
+/// record has no extensions field, and a JSON reply would read the same: there the test shows
+/// only that the daemon accepted the reply as task API v3 over ttrpc.
+fn the_result_is_protobuf_from_2_3_on(rt: Runtime) {
+    let line = versions::selected_line();
+    let tag = format!("[bootstrap result {rt} containerd {}]", line.label());
+    if !line.bootstrap_params() {
+        eprintln!("{tag} containerd before 2.3 sends no BootstrapParams; nothing to check");
+        return;
+    }
+    let env = TestEnv::start(&format!("bootstrap-result {rt}"), rt);
+    env.run_detached("c1", &[], &["sleep", "1000"]);
+    let path = containers::bundle_dir(&env, "c1").join("bootstrap.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{tag} {}: {e}", path.display()));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{tag} {text:?}: {e}"));
+    assert_eq!(v["version"], 3, "{tag} bootstrap.json: {text}");
+    assert_eq!(v["protocol"], "ttrpc", "{tag} bootstrap.json: {text}");
+    let mount_caps = text.contains(MOUNT_CAPABILITIES_TYPE);
+    match (rt, line >= Line::V2_4) {
+        (Runtime::Sluice, true) => assert!(
+            mount_caps,
+            "{tag} no MountCapabilities extension in bootstrap.json: {text}"
+        ),
+        _ => assert!(
+            v.get("extensions").is_none() && !mount_caps,
+            "{tag} bootstrap.json has extensions: {text}"
+        ),
+    }
+    containers::kill_and_delete(&env, "c1");
+}
+
+const MOUNT_CAPABILITIES_TYPE: &str = "containerd.types.MountCapabilities";
+
+#[test]
+#[ignore = "needs root, containerd and runc; run with --ignored"]
+fn sluice_result_is_protobuf_from_2_3_on() {
+    the_result_is_protobuf_from_2_3_on(Runtime::Sluice);
+}
+
+#[test]
+#[ignore = "needs root, containerd and runc; run with --ignored"]
+fn stock_result_is_protobuf_from_2_3_on() {
+    the_result_is_protobuf_from_2_3_on(Runtime::RuncV2);
 }

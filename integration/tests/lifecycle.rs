@@ -13,7 +13,7 @@ use sluice_integration::checks::{assert_code, assert_stdout, run_large_stdout, s
 use sluice_integration::cmd::poll;
 use sluice_integration::containers;
 use sluice_integration::harness::{RunOpts, TestEnv, CTR_TIMEOUT};
-use sluice_integration::versions::{self, Line};
+use sluice_integration::versions;
 use sluice_integration::Runtime;
 
 /// Declares, for each named scenario, one ignored test per runtime: `sluice::<name>` and
@@ -84,7 +84,7 @@ fn assert_shims_exit(env: &TestEnv, sockets: &[PathBuf]) {
     // containerd 2.1's own runc shim leaves a group shim's socket behind (seen on Debian's
     // 2.1.9); that is the reference's behaviour, not the harness's, so the stock run only notes
     // it and removes the dead file. sluice is held to removing it.
-    if rt == Runtime::RuncV2 && versions::selected().line == Line::V2 && !left.is_empty() {
+    if rt == Runtime::RuncV2 && versions::selected().line.is_v2() && !left.is_empty() {
         eprintln!("[{rt}] note: containerd 2.x's stock shim left {left:?}; removing");
         for s in &left {
             let _ = std::fs::remove_file(s);

@@ -39,7 +39,7 @@ fn version_arg() -> &'static str {
     match versions::selected().line {
         Line::V1_6 => "1.6",
         Line::V1_7 => "1.7",
-        Line::V2 => "2",
+        _ => "2",
     }
 }
 
@@ -91,7 +91,7 @@ fn cri_runtimes_table(name: &str) -> String {
 /// A node's existing config: the runc runtime with SystemdCgroup, a custom sandbox/CNI dir.
 fn existing_config(path: &Path) {
     let text = match versions::selected().line {
-        Line::V2 => {
+        l if l.is_v2() => {
             "version = 3\n\
              [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc]\n  \
              runtime_type = \"io.containerd.runc.v2\"\n\
@@ -208,7 +208,7 @@ fn conf_d_drop_in_only_where_imports_merge() {
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = install(&s, &args);
-    if versions::selected().line == Line::V2 {
+    if versions::selected().line.is_v2() {
         let out = out.expect_success("install.sh --conf-d");
         assert!(confd.join("sluice.toml").is_file(), "{out}");
         assert_handler_and_settings_kept(&config);
@@ -460,7 +460,7 @@ fn uninstall_undoes_install_byte_for_byte() {
         config.display().to_string(),
     ];
     // 2.x: the drop-in and the imports line; 1.x: the table appended to the main config.
-    if versions::selected().line == Line::V2 {
+    if versions::selected().line.is_v2() {
         args.extend([
             "--conf-d".to_string(),
             etc.join("conf.d").display().to_string(),

@@ -59,8 +59,8 @@ enum StoppedWhileDown {
 fn check_outcome(line: Line, exit: u32, got: &StoppedWhileDown) -> Result<(), String> {
     match (line, got) {
         (Line::V1_6, StoppedWhileDown::Stopped { exit_code }) if *exit_code == exit => Ok(()),
-        (Line::V1_7 | Line::V2, StoppedWhileDown::Deleted { reported })
-            if reported.iter().all(|(_, s)| *s == exit as u64) =>
+        (l, StoppedWhileDown::Deleted { reported })
+            if l >= Line::V1_7 && reported.iter().all(|(_, s)| *s == exit as u64) =>
         {
             Ok(())
         }

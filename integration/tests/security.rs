@@ -56,7 +56,7 @@ enum Delivery {
 fn container_user() -> (u32, Vec<String>) {
     match versions::selected().line {
         Line::V1_6 => (0, vec![]),
-        Line::V1_7 | Line::V2 => (IO_ID, vec!["--user".into(), format!("{IO_ID}:{IO_ID}")]),
+        _ => (IO_ID, vec!["--user".into(), format!("{IO_ID}:{IO_ID}")]),
     }
 }
 

@@ -61,10 +61,16 @@ struct Row {
 impl Row {
     /// What the stock shim of containerd `line` must answer.
     pub fn stock_answer(&self, line: &str) -> &'static str {
-        self.stock_on
-            .iter()
-            .find(|(l, _)| *l == line)
-            .map(|(_, a)| *a)
+        let of = |want: &str| {
+            self.stock_on
+                .iter()
+                .find(|(l, _)| *l == want)
+                .map(|(_, a)| *a)
+        };
+        // An upstream 2.N release answers as the 2.x row says unless it has a row of its own
+        // (2.4.2's stock shim answers every 2.x row alike).
+        of(line)
+            .or_else(|| line.starts_with("2.").then(|| of("2.x")).flatten())
             .unwrap_or(self.stock)
     }
 
