@@ -14,7 +14,7 @@
 #
 # containerd 1.6 runs every integration suite but `node`. The other lines run the lifecycle,
 # environment, fault, fault matrix, restart, security, CRI, request-sweep, bootstrap and
-# 2.x-behaviour suites (SLUICE_IT_TESTS_NEWER): the parity, robustness and doctor suites compare with the stock shim
+# 2.x-behaviour suites (SLUICE_IT_TESTS_NEWER); Debian's 1.7 and 2.x add classes, userns and docker (SLUICE_IT_TESTS_DEBIAN): the parity, robustness and doctor suites compare with the stock shim
 # through task API v2 calls, which 2.x's stock shim (task API v3 only) does not serve.
 # Then, once: the static shim in older-userland chroots (scripts/oldlands-test.sh), the release
 # artifacts of amd64 and arm64 (scripts/release.sh), and the guest VM lane, which runs the
@@ -91,6 +91,13 @@ integration() {
         done
     else
         for name in "${NEWER_TESTS[@]}"; do targets+=(--test "$name"); done
+        # Debian's 1.7 and 2.x also run the failure classes, the Go client's user-namespace
+        # cases and Docker (26 on 1.7, 28 on 2.x); upstream 2.N lines run the list above.
+        if [[ $v == 1.7 || $v == 2.x ]]; then
+            for name in ${SLUICE_IT_TESTS_DEBIAN:-classes userns docker}; do
+                targets+=(--test "$name")
+            done
+        fi
     fi
     # A line built from source runs with the runc its release was tested with (peers.lock).
     local runc=${SLUICE_RUNC:-}

@@ -77,7 +77,7 @@ impl DockerVersion {
         match line {
             Line::V1_6 => DockerVersion::V20_10,
             Line::V1_7 => DockerVersion::V26,
-            Line::V2 => DockerVersion::V28,
+            Line::V2 | Line::V2_2 | Line::V2_3 | Line::V2_4 => DockerVersion::V28,
         }
     }
 

@@ -309,7 +309,8 @@ fn line_index(line: Line) -> usize {
     match line {
         Line::V1_6 => 0,
         Line::V1_7 => 1,
-        Line::V2 => 2,
+        // Upstream 2.N releases are held to the 2.x column until they have their own.
+        Line::V2 | Line::V2_2 | Line::V2_3 | Line::V2_4 => 2,
     }
 }
 

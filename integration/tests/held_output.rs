@@ -19,6 +19,7 @@ use std::time::Duration;
 use sluice_integration::cmd::poll;
 use sluice_integration::harness::TestEnv;
 use sluice_integration::traces::assert_no_leftovers;
+use sluice_integration::versions::{self, Line};
 use sluice_integration::Runtime;
 
 /// Far longer than any bound either shim has: a shim that waits for the child shows.
@@ -59,8 +60,13 @@ fn exec_leaves_a_child(rt: Runtime) {
         "ok\n",
         "[{rt}]\n{out}"
     );
+    let stock_1x = matches!(versions::selected().line, Line::V1_6 | Line::V1_7);
     match rt {
-        // Asserted so that the trigger is shown real: the stock shim waits its full 2 s.
+        // Asserted so that the trigger is shown real: the stock 1.6/1.7 shim waits its full 2 s
+        // (2.x's longer: 10 s in classes::held_stdout).
+        Runtime::RuncV2 if !stock_1x => {
+            assert!(out.elapsed >= STOCK_WAIT - Duration::from_millis(300))
+        }
         Runtime::RuncV2 => assert!(
             out.elapsed >= STOCK_WAIT - Duration::from_millis(300)
                 && out.elapsed < STOCK_WAIT + Duration::from_secs(3),
@@ -99,6 +105,7 @@ fn exec_leaves_a_child(rt: Runtime) {
     .is_some();
     match rt {
         // The stock shim closed the pipe: `echo late` got SIGPIPE and the child died.
+        Runtime::RuncV2 if !stock_1x => {}
         Runtime::RuncV2 => assert!(
             !marked,
             "[{rt}] the child survived a write to a closed pipe"
